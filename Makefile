@@ -1,0 +1,56 @@
+# Every target bootstraps .venv itself; `make rehearse` and `make test` are the README's first two commands.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+STACK ?= dev
+
+.PHONY: venv test lint typecheck unit plan bundle inspect rehearse bench up preview clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	@scripts/need-tools
+	$(VENV)/bin/pytest -n 2 -q
+
+plan: $(STAMP)
+	$(PY) -m slbmtls plan --stack $(STACK) $(if $(PLAN_JSON),--json $(PLAN_JSON))
+
+bundle: $(STAMP)
+	@test -n "$(CLIENT)" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file]" >&2; exit 2; }
+	$(PY) -m slbmtls bundle --stack $(STACK) --client $(CLIENT) --out $(or $(OUT),bundles/$(STACK)/$(CLIENT)) \
+		$(if $(LEGACY),--legacy) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE))
+
+inspect: $(STAMP)
+	@test -n "$(FILE)" || { echo "usage: make inspect FILE=path [PASSWORD_FILE=file]" >&2; exit 2; }
+	$(PY) -m slbmtls inspect $(FILE) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE))
+
+rehearse: $(STAMP)
+	@scripts/need-tools
+	$(PY) -m slbmtls rehearse --stack $(STACK) $(if $(REPORT_JSON),--report-json $(REPORT_JSON)) $(if $(KEEP),--keep)
+
+bench: $(STAMP)
+	@scripts/need-tools bench
+	$(PY) -m bench
+
+# The cloud path: needs the Pulumi CLI, a logged-in backend and Alibaba Cloud credentials.
+preview up: $(STAMP)
+	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/" >&2; exit 2; }
+	pulumi $@ --stack $(STACK)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

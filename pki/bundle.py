@@ -1,0 +1,90 @@
+"""What a client receives (the tutorial's steps 3.5 and 5): a password-protected PKCS#12 and PEMs.
+
+Files are created 0600 with O_EXCL: an existing file is an error, never silently overwritten, and
+every target is checked before the first byte is written, so a refusal leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+
+from pki.errors import PkiError
+from pki.issued import Issued, certificate_pem
+
+
+class Profile(enum.Enum):
+    """PKCS#12 encryption. `legacy` is for Windows before 10 1709, and older macOS/iOS keychains."""
+
+    MODERN = "modern"  # PBES2: PBKDF2-HMAC-SHA256 + AES-256-CBC, SHA-256 MAC
+    LEGACY = "legacy"  # PBES1: SHA-1 + 3-key 3DES, SHA-1 MAC
+
+
+def generate_password() -> str:
+    """144 bits from the OS CSPRNG, URL-safe so it can be typed and pasted."""
+    return secrets.token_urlsafe(18)
+
+
+def pkcs12_bytes(name: str, issued: Issued, ca_certificate: x509.Certificate, password: str,
+                 profile: Profile = Profile.MODERN) -> bytes:
+    key = issued.private_key
+    if key is None:
+        raise PkiError(f"client {name!r} was issued from a CSR: only the client holds its key, so no PKCS#12 is made")
+    builder = PrivateFormat.PKCS12.encryption_builder()
+    if profile is Profile.MODERN:
+        builder = builder.kdf_rounds(600_000).key_cert_algorithm(
+            pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
+    else:
+        builder = builder.kdf_rounds(2048).key_cert_algorithm(
+            pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())  # noqa: S303 - legacy by request
+    return pkcs12.serialize_key_and_certificates(
+        name.encode(), key, issued.certificate, [ca_certificate], builder.build(password.encode())
+    )
+
+
+@dataclass(frozen=True)
+class BundleFiles:
+    paths: list[Path]
+    password_path: Path | None  # set when the password was generated
+
+
+def write_client_bundle(out_dir: Path, name: str, issued: Issued, ca_certificate: x509.Certificate,
+                        crl_pem: str, *, password: str | None = None,
+                        profile: Profile = Profile.MODERN) -> BundleFiles:
+    """Write <name>.p12, <name>.crt, <name>.key (encrypted), ca.crt, crl.pem [+ <name>.password]."""
+    generated = password is None
+    secret = generate_password() if password is None else password
+    if len(secret) < 8:
+        raise PkiError("bundle password: at least 8 characters, please")
+    contents: dict[str, bytes] = {
+        f"{name}.p12": pkcs12_bytes(name, issued, ca_certificate, secret, profile),
+        f"{name}.crt": issued.certificate_pem.encode(),
+        f"{name}.key": issued.encrypted_private_key_pem(secret.encode()).encode(),
+        "ca.crt": certificate_pem(ca_certificate).encode(),
+        "crl.pem": crl_pem.encode(),
+    }
+    if generated:
+        contents[f"{name}.password"] = (secret + "\n").encode()
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    clashes = [n for n in contents if (out_dir / n).exists()]
+    if clashes:
+        raise PkiError(f"{out_dir}: refusing to overwrite {', '.join(clashes)}; "
+                       "move them away or pick another directory")
+    for filename, data in contents.items():
+        write_private_file(out_dir / filename, data)
+    paths = [out_dir / n for n in contents]
+    return BundleFiles(paths, out_dir / f"{name}.password" if generated else None)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create `path` 0600, failing if it exists (no race between check and create)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)

@@ -1,0 +1,185 @@
+"""Deterministic key material: every key and serial is a pure function of (seed, label).
+
+A label names what is derived (role, name, generation, ...). HKDF-SHA256 turns (seed, label) into a
+ChaCha20 key whose keystream is the random source for that one purpose, so no two labels share
+randomness and the same label always yields the same bytes. Prime search and primality testing are
+GMP's (through gmpy2); we only decide where to start looking.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import string
+from typing import Final
+
+import gmpy2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from pki.errors import PkiError
+
+SEED_BYTES: Final = 32
+_DOMAIN: Final = b"slb-mtls/pki/v1"
+_RSA_EXPONENT: Final = 65537
+
+Label = tuple[str | int, ...]
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+class KeyType(enum.Enum):
+    """Key algorithms the pki issues. CLB takes RSA for its own certificates; clients may use EC."""
+
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+    RSA_4096 = "rsa-4096"
+    EC_P256 = "ec-p256"
+
+    @classmethod
+    def parse(cls, text: str, *, setting: str) -> KeyType:
+        try:
+            return cls(text)
+        except ValueError:
+            allowed = ", ".join(k.value for k in cls)
+            raise PkiError(f"{setting}: unknown key type {text!r}; allowed: {allowed}") from None
+
+    @classmethod
+    def rsa(cls, bits: int, *, setting: str) -> KeyType:
+        return cls.parse(f"rsa-{bits}", setting=setting)
+
+    @property
+    def is_rsa(self) -> bool:
+        return self.value.startswith("rsa-")
+
+    @property
+    def rsa_bits(self) -> int:
+        return int(self.value.removeprefix("rsa-"))
+
+
+def _encode_label(label: Label) -> bytes:
+    """Length-prefixed parts, so ("ab", "c") and ("a", "bc") never collide."""
+    out = bytearray(_DOMAIN)
+    for part in label:
+        raw = (f"i:{part}" if isinstance(part, int) else f"s:{part}").encode()
+        out += len(raw).to_bytes(4, "big") + raw
+    return bytes(out)
+
+
+class Seed:
+    """The stack's 32-byte secret. Its repr never shows the value."""
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != SEED_BYTES:
+            raise PkiError(f"the pki seed must be {SEED_BYTES} bytes, got {len(secret)}")
+        self._secret = secret
+
+    @classmethod
+    def from_hex(cls, text: str, *, setting: str) -> Seed:
+        """Parse 64 hex characters; the error names the setting and never echoes the value."""
+        cleaned = text.strip()
+        is_hex = all(c in string.hexdigits for c in cleaned)
+        if len(cleaned) != 2 * SEED_BYTES or not is_hex:
+            problem = f"{len(cleaned)} characters" + ("" if is_hex else ", not all hexadecimal")
+            raise PkiError(
+                f"{setting}: expected {2 * SEED_BYTES} hexadecimal characters "
+                f"(32 random bytes, e.g. from `openssl rand -hex 32`), got {problem}"
+            )
+        return cls(bytes.fromhex(cleaned))
+
+    def __repr__(self) -> str:
+        return "Seed(<secret>)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Seed) and hmac.compare_digest(self._secret, other._secret)
+
+    def __hash__(self) -> int:
+        return hash(self.digest(("seed-identity",)))
+
+    def digest(self, label: Label, length: int = 32) -> bytes:
+        """A short derived value (HKDF-SHA256), e.g. for serial numbers."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=_DOMAIN, info=_encode_label(label))
+        return hkdf.derive(self._secret)
+
+    def stream(self, label: Label) -> DeterministicRandom:
+        return DeterministicRandom(self.digest(("stream", *label)))
+
+
+class DeterministicRandom:
+    """A ChaCha20 keystream: an unbounded, fast, seekable-free random source for one label."""
+
+    def __init__(self, key: bytes) -> None:
+        self._cipher = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
+
+    def read(self, n: int) -> bytes:
+        return self._cipher.update(bytes(n))
+
+    def below(self, bound: int) -> int:
+        """An integer in [0, bound) with negligible bias (FIPS 186-5 A.2.1: 64 extra bits)."""
+        nbytes = (bound.bit_length() + 64 + 7) // 8
+        return int.from_bytes(self.read(nbytes), "big") % bound
+
+
+def _prime(rng: DeterministicRandom, bits: int) -> int:
+    """A `bits`-bit prime p with gcd(p-1, e) = 1; top two bits set so p*q has exactly 2*bits."""
+    while True:
+        start = int.from_bytes(rng.read(bits // 8), "big") | (0b11 << (bits - 2)) | 1
+        candidate = gmpy2.next_prime(start)
+        if (
+            candidate.bit_length() == bits
+            and gmpy2.gcd(candidate - 1, _RSA_EXPONENT) == 1
+            and gmpy2.is_strong_bpsw_prp(candidate)
+        ):
+            return int(candidate)
+
+
+def derive_rsa_key(seed: Seed, label: Label, bits: int) -> rsa.RSAPrivateKey:
+    """RSA key per FIPS 186-5 A.1.3 constraints (|p-q| and d bounds), primes found by GMP."""
+    if bits not in (2048, 3072, 4096):
+        raise PkiError(f"RSA key size {bits} is not supported; allowed: 2048, 3072, 4096")
+    rng = seed.stream(("rsa", bits, *label))
+    half = bits // 2
+    while True:
+        p, q = _prime(rng, half), _prime(rng, half)
+        if abs(p - q) <= 1 << (half - 100):
+            continue
+        lam = int(gmpy2.lcm(p - 1, q - 1))
+        d = int(gmpy2.invert(_RSA_EXPONENT, lam))
+        if d > 1 << half:
+            break
+    p, q = max(p, q), min(p, q)
+    numbers = rsa.RSAPrivateNumbers(
+        p=p,
+        q=q,
+        d=d,
+        dmp1=rsa.rsa_crt_dmp1(d, p),
+        dmq1=rsa.rsa_crt_dmq1(d, q),
+        iqmp=rsa.rsa_crt_iqmp(p, q),
+        public_numbers=rsa.RSAPublicNumbers(_RSA_EXPONENT, p * q),
+    )
+    return numbers.private_key()
+
+
+_P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def derive_ec_p256_key(seed: Seed, label: Label) -> ec.EllipticCurvePrivateKey:
+    """Scalar in [1, n-1] by FIPS 186-5 A.2.1 (extra random bits), then cryptography derives the key."""
+    scalar = seed.stream(("ec-p256", *label)).below(_P256_ORDER - 1) + 1
+    return ec.derive_private_key(scalar, ec.SECP256R1())
+
+
+def derive_key(seed: Seed, label: Label, key_type: KeyType) -> PrivateKey:
+    if key_type is KeyType.EC_P256:
+        return derive_ec_p256_key(seed, label)
+    return derive_rsa_key(seed, label, key_type.rsa_bits)
+
+
+def derive_serial(seed: Seed, label: Label) -> int:
+    """A positive 127-bit serial (RFC 5280 allows 20 octets; CA/B asks for 64+ random bits)."""
+    value = int.from_bytes(seed.digest(("serial", *label), 16), "big") >> 1
+    return value or 1

@@ -1,0 +1,86 @@
+"""An issued certificate with its key, and the renderings CLB and clients need."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cached_property
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pki.derive import PrivateKey
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 over the DER, lower-case hex: what `openssl x509 -fingerprint -sha256` shows."""
+    return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def certificate_pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def days_left(certificate: x509.Certificate, today: dt.date) -> int:
+    return (certificate.not_valid_after_utc.date() - today).days
+
+
+@dataclass(frozen=True, eq=False)
+class Issued:
+    """A certificate and, unless it was signed from a client's CSR, its private key."""
+
+    certificate: x509.Certificate
+    private_key: PrivateKey | None
+    chain: tuple[x509.Certificate, ...] = ()  # intermediates, leaf excluded
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint(self.certificate)
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.certificate.serial_number, "x")
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self.certificate.not_valid_after_utc
+
+    @cached_property
+    def certificate_pem(self) -> str:
+        return certificate_pem(self.certificate)
+
+    @cached_property
+    def chain_pem(self) -> str:
+        """Leaf first, then intermediates: the order CLB requires."""
+        return "".join(certificate_pem(c) for c in (self.certificate, *self.chain))
+
+    def private_key_pem(self) -> str:
+        """PKCS#1 (`BEGIN RSA PRIVATE KEY`) for RSA, as CLB requires; PKCS#8 for EC."""
+        key = self._require_key()
+        key_format = (
+            serialization.PrivateFormat.TraditionalOpenSSL
+            if isinstance(key, rsa.RSAPrivateKey)
+            else serialization.PrivateFormat.PKCS8
+        )
+        return key.private_bytes(
+            serialization.Encoding.PEM, key_format, serialization.NoEncryption()
+        ).decode()
+
+    def encrypted_private_key_pem(self, password: bytes) -> str:
+        """PKCS#8 encrypted with the bundle password, for handing to a client."""
+        return (
+            self._require_key()
+            .private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(password),
+            )
+            .decode()
+        )
+
+    def _require_key(self) -> PrivateKey:
+        if self.private_key is None:
+            subject = self.certificate.subject.rfc4514_string()
+            raise ValueError(f"{subject} was issued from a CSR: its private key stays with the client")
+        return self.private_key

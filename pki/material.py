@@ -1,0 +1,89 @@
+"""Everything the stack needs from the pki, built in one call from a plain description."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pki.authority import CertificateAuthority
+from pki.derive import KeyType, Seed
+from pki.errors import PkiError
+from pki.issued import Issued
+from pki.model import ClientSpec, Revocation, Subject, Validity
+from pki.operator_cert import load_operator_certificate
+from pki.revocation import ca_epochs, revocation_crls
+
+
+@dataclass(frozen=True)
+class OperatorCertificate:
+    """A purchased server certificate, as PEM text (key unencrypted or with its passphrase)."""
+
+    chain_pem: str
+    key_pem: str
+    passphrase: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    names: tuple[str, ...]
+    validity: Validity
+    generation: int = 1
+    key_type: KeyType = KeyType.RSA_2048
+    operator: OperatorCertificate | None = None
+
+
+@dataclass(frozen=True)
+class PkiSpec:
+    subject: Subject
+    ca_validity: Validity
+    server: ServerSpec
+    clients: tuple[ClientSpec, ...] = ()
+    revocations: tuple[Revocation, ...] = ()
+    ca_generation: int = 1
+    ca_key_type: KeyType = KeyType.RSA_2048
+    crl_days: int = 30
+
+
+@dataclass(frozen=True, eq=False)
+class PkiMaterial:
+    ca: CertificateAuthority
+    server: Issued
+    server_generated: bool
+    clients: dict[str, Issued]  # the clients the current CA serves (never the revoked)
+    revoked: tuple[str, ...]
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+
+    @cached_property
+    def crl_pem(self) -> str:
+        """All epochs' CRLs in one PEM file, current CA first."""
+        return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.crls)
+
+
+def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
+    """Derive the CA epoch, the server certificate, every active client and the CRLs.
+
+    `today` is used only to check a brought certificate is not expired; nothing derived depends on it.
+    """
+    duplicates = sorted(n for n, count in Counter(c.name for c in spec.clients).items() if count > 1)
+    if duplicates:
+        raise PkiError(f"duplicate client name(s): {', '.join(duplicates)}; each client needs its own name")
+    by_name = {c.name: c for c in spec.clients}
+    epochs = ca_epochs(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
+                       key_type=spec.ca_key_type, revocations=spec.revocations)
+    crls = revocation_crls(epochs, spec.revocations, by_name, days=spec.crl_days)
+    ca = epochs[-1]
+    revoked = tuple(r.name for r in spec.revocations)
+    if spec.server.operator is None:
+        server = ca.issue_server(list(spec.server.names), spec.server.validity,
+                                 generation=spec.server.generation, key_type=spec.server.key_type)
+    else:
+        op = spec.server.operator
+        server = load_operator_certificate(op.chain_pem, op.key_pem, passphrase=op.passphrase,
+                                           domains=list(spec.server.names), today=today)
+    clients = {c.name: ca.issue_client(c) for c in spec.clients if c.name not in revoked}
+    return PkiMaterial(ca, server, spec.server.operator is None, clients, revoked, crls)

@@ -1,0 +1,5 @@
+import sys
+
+from slbmtls.cli import main
+
+sys.exit(main())

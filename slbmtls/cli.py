@@ -1,0 +1,186 @@
+"""Operator commands: `python -m slbmtls plan|bundle|inspect|rehearse` (the Makefile wraps them).
+
+Every failure the user can fix is printed as one clear message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pki import PkiError, PkiMaterial, Profile, build_material, write_client_bundle
+from pki.inspect import describe
+from slbmtls.config import SEED_KEY, ConfigError, StackSecrets, parse_stack_config, seed_of
+from slbmtls.program import today
+from slbmtls.stackfile import StackFileError, load_stack, resolve_seed
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class UserError(Exception):
+    """A problem the user fixes; printed without a traceback."""
+
+
+def _read_secret_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise UserError(f"{what}: cannot read {path}: {exc.strerror}") from None
+
+
+# -- plan --------------------------------------------------------------------------------------
+
+
+def make_plan(stack: str, *, project_dir: Path = PROJECT_DIR, ephemeral_ok: bool = True) -> tuple[Any, str]:
+    """Run the program for a stack under the mock engine; the plan and where its seed came from."""
+    import pulumi
+
+    from slbmtls import plan as planner
+
+    stack_file = load_stack(project_dir, stack)
+    seed, source = resolve_seed(stack_file, allow_ephemeral=ephemeral_ok)
+    config = stack_file.engine_config()
+    config[SEED_KEY] = seed
+    try:
+        return planner.run(stack_file.project, stack, config, [SEED_KEY]), source
+    except pulumi.RunError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, str) and "-----BEGIN" in value:
+        kinds = sorted({line[11:-5] for line in value.splitlines() if line.startswith("-----BEGIN")})
+        return f"<PEM {', '.join(kinds)} x{value.count('-----BEGIN')}>"
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def render_plan(plan: Any, source: str) -> str:
+    from slbmtls.plan import reveal
+
+    lines = [f"offline plan for stack {plan.stack!r} (project {plan.project}; seed: {source})", ""]
+    for res in plan.resources:
+        lines.append(f"+ {res.type}  {res.name}" + (f"  id={res.id}" if res.id else ""))
+        for key, value in sorted(reveal(res.inputs, False).items()):
+            lines.append(f"      {key:<26} {_summary(value)}")
+    lines += ["", f"{len(plan.resources)} resources", "", "outputs:"]
+    for key, value in reveal(plan.outputs, False).items():
+        lines.append(f"  {key:<30} {_summary(value)}")
+    for warning in plan.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    plan, source = make_plan(args.stack)
+    if source == "ephemeral":
+        print("notice: PKI_SEED is not set; using a throwaway seed, so certificates differ from the "
+              "stack's and from run to run", file=sys.stderr)
+    print(render_plan(plan, source))
+    if args.json:
+        document = plan.to_json(show_secrets=os.environ.get("SHOW_SECRETS") == "1")
+        document["resources"].sort(key=lambda r: (r["type"], r["name"]))
+        Path(args.json).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        os.chmod(args.json, 0o600)
+
+
+# -- bundle ------------------------------------------------------------------------------------
+
+
+def stack_material(stack: str, *, project_dir: Path = PROJECT_DIR) -> PkiMaterial:
+    """The stack's CA and client material, rebuilt offline from its file and seed. A brought server
+    certificate is left out: its key is a Pulumi secret this command never needs."""
+    stack_file = load_stack(project_dir, stack)
+    seed, _ = resolve_seed(stack_file)
+    raw = stack_file.namespace()
+    raw.pop("serverCertificate", None)
+    config = parse_stack_config(raw, stack_file.values.get("alicloud:region"), project=stack_file.project,
+                                stack=stack, secrets=StackSecrets(seed=seed))
+    return build_material(seed_of(StackSecrets(seed=seed)), config.pki, today=today())
+
+
+def cmd_bundle(args: argparse.Namespace) -> None:
+    material = stack_material(args.stack)
+    if args.client in material.revoked:
+        raise UserError(f"CLIENT={args.client}: revoked in stack {args.stack}; it gets no bundle")
+    issued = material.clients.get(args.client)
+    if issued is None:
+        raise UserError(f"CLIENT={args.client}: not a client of stack {args.stack}; clients: "
+                        f"{', '.join(material.clients) or '(none)'}")
+    if issued.private_key is None:
+        raise UserError(f"CLIENT={args.client}: signed from the client's CSR, so the client holds the key; "
+                        f"hand over the certificate from the stack output clientCertificatePems instead")
+    password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
+    files = write_client_bundle(
+        Path(args.out), args.client, issued, material.ca.certificate, material.crl_pem,
+        password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN,
+    )
+    for path in files.paths:
+        print(f"wrote {path} (0600)")
+    if files.password_path is not None:
+        print(f"the PKCS#12 password was generated and written to {files.password_path}; "
+              "send it by a different channel than the bundle")
+
+
+# -- inspect -----------------------------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UserError(f"{args.file}: {exc.strerror}") from None
+    password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
+    print(describe(data, today=today(), password=password, source=args.file))
+
+
+# -- entry -------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slbmtls", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="offline preview under the mock engine")
+    p.add_argument("--stack", default="dev")
+    p.add_argument("--json", help="also write the plan as JSON to this file")
+    p.set_defaults(func=cmd_plan)
+    b = sub.add_parser("bundle", help="write a client's PKCS#12 and PEM files")
+    b.add_argument("--stack", default="dev")
+    b.add_argument("--client", required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Windows/macOS")
+    b.add_argument("--password-file")
+    b.set_defaults(func=cmd_bundle)
+    i = sub.add_parser("inspect", help="summarise a certificate, CSR, CRL or PKCS#12 file")
+    i.add_argument("file")
+    i.add_argument("--password-file")
+    i.set_defaults(func=cmd_inspect)
+    r = sub.add_parser("rehearse", help="serve the planned listener with HAProxy and check it")
+    r.add_argument("--stack", default="dev")
+    r.add_argument("--report-json")
+    r.add_argument("--keep", action="store_true")
+    r.set_defaults(func=_rehearse)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, ConfigError, PkiError, StackFileError) as exc:
+        prefix = "invalid stack configuration:\n" if isinstance(exc, ConfigError) else ""
+        print(f"error: {prefix}{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _rehearse(args: argparse.Namespace) -> None:
+    from slbmtls.rehearse import cli as rehearse_cli
+
+    if rehearse_cli(args.stack, report_json=args.report_json, keep=args.keep) != 0:
+        raise SystemExit(1)
+
+

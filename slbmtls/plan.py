@@ -1,0 +1,196 @@
+"""The offline plan: run the real program under Pulumi's mock engine and record what it declares.
+
+No CLI and no cloud: a recording monitor captures every resource registration (type token, name,
+parent, inputs with secrets still marked) and the program's outputs are resolved in-process. Mock
+ids are derived from resource names, so plans compare byte for byte across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from slbmtls import program
+
+_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SECRET_MARK = "[secret]"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value the engine would store encrypted."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    type: str
+    name: str
+    id: str
+    parent: str | None
+    inputs: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    project: str
+    stack: str
+    resources: list[PlannedResource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def of_type(self, token: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == token]
+
+    def one(self, token: str) -> PlannedResource:
+        found = self.of_type(token)
+        if len(found) != 1:
+            raise LookupError(f"expected one {token}, found {len(found)}")
+        return found[0]
+
+    def to_json(self, *, show_secrets: bool = False) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "stack": self.stack,
+            "resources": [
+                {"type": r.type, "name": r.name, "id": r.id, "parent": r.parent,
+                 "inputs": reveal(r.inputs, show_secrets)}
+                for r in self.resources
+            ],
+            "outputs": reveal(self.outputs, show_secrets),
+        }
+
+
+def reveal(value: Any, show: bool) -> Any:
+    """Plain JSON, with secrets either shown or replaced by a marker."""
+    if isinstance(value, Secret):
+        return reveal(value.value, show) if show else SECRET_MARK
+    if isinstance(value, dict):
+        return {k: reveal(v, show) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v, show) for v in value]
+    return value
+
+
+def _from_wire(value: Any) -> Any:
+    """Engine wire values to Python: secrets marked, integral numbers as int."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            return Secret(_from_wire(value.get("value")))
+        return {k: _from_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_wire(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def mock_id(token: str, name: str) -> str:
+    prefix = {
+        "ApplicationLoadBalancer": "lb", "CaCertificate": "ca", "ServerCertificate": "cert",
+        "Network": "vpc", "Switch": "vsw", "SecurityGroup": "sg", "SecurityGroupRule": "sgr",
+        "Instance": "i",
+    }.get(token.rsplit(":", 1)[-1], "id")
+    return f"{prefix}-{hashlib.sha256(f'{token}/{name}'.encode()).hexdigest()[:20]}"
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Deterministic stand-ins for what the provider would return."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if not args.custom:
+            return None, {}
+        state = dict(args.inputs)
+        kind = args.typ.rsplit(":", 1)[-1]
+        if kind == "Listener":  # CLB's own format: <lb id>:<protocol>:<port>
+            rid = f"{args.inputs['loadBalancerId']}:{args.inputs['protocol']}:{int(args.inputs['frontendPort'])}"
+        elif kind == "BackendServer":  # the provider uses the load balancer's id
+            rid = str(args.inputs["loadBalancerId"])
+        else:
+            rid = mock_id(args.typ, args.name)
+        if kind == "ApplicationLoadBalancer":  # a documentation address (RFC 5737), never routable
+            octet = int(hashlib.sha256(args.name.encode()).hexdigest(), 16) % 254 + 1
+            state["address"] = f"203.0.113.{octet}"
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == "alicloud:index/getZones:getZones":
+            zone = f"{self.region}-h"
+            return {"ids": [zone], "zones": [{"id": zone, "localName": zone}]}, []
+        if args.token == "alicloud:ecs/getImages:getImages":
+            image = "aliyun_3_x64_20G_alibase_20251030.vhd"
+            return {"ids": [image], "images": [{"id": image, "name": image}]}, []
+        return {}, []
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, also keeping each registration as the engine would see it."""
+
+    def __init__(self, mocks: PlanMocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[PlannedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = _from_wire(json_format.MessageToDict(request.object))
+            parent = request.parent.rsplit("::", 1)[-1] if request.parent else None
+            self.recorded.append(PlannedResource(request.type, request.name, response.id or "", parent, inputs))
+        return response
+
+
+def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]) -> Plan:
+    """One fresh program run. Raises pulumi.RunError for invalid configuration."""
+    region = config.get("alicloud:region", "")
+    monitor = RecordingMonitor(PlanMocks(region))
+    pulumi_settings.ROOT.set(None)  # a new root stack for every run
+    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    plan = Plan(project, stack)
+
+    async def resolve(exported: dict[str, Any]) -> None:
+        for key, value in exported.items():
+            out = pulumi.Output.from_input(value)
+            resolved = _from_wire(json.loads(json.dumps(await out.future())))
+            plan.outputs[key] = Secret(resolved) if await out.is_secret() else resolved
+
+    def body() -> None:
+        with _capture_warnings(plan.warnings):
+            exported = program.build()
+        _sync_await(resolve(exported))
+
+    _sync_await(run_pulumi_func(body))
+    plan.resources = monitor.recorded
+    return plan
+
+
+class _capture_warnings:  # noqa: N801 - used as a context manager
+    """Keep the program's `pulumi.log.warn` messages for the report (the mock engine drops them)."""
+
+    def __init__(self, sink: list[str]) -> None:
+        self.sink = sink
+
+    def __enter__(self) -> None:
+        self._original = pulumi.log.warn
+
+        def warn(msg: str, *args: Any, **kwargs: Any) -> None:
+            self.sink.append(msg)
+
+        pulumi.log.warn = warn
+
+    def __exit__(self, *exc: object) -> None:
+        pulumi.log.warn = self._original

@@ -1,0 +1,134 @@
+"""The Pulumi program: read config once, validate it, derive the PKI, declare the component.
+
+`build()` returns the stack outputs so both `__main__.py` (which exports them) and the offline plan
+(which resolves them under the mock engine) run exactly this code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import Any
+
+import pulumi
+
+from pki import PkiError, PkiMaterial, build_material, days_left
+from slbmtls.config import (
+    KNOWN_KEYS,
+    NAMESPACE,
+    ConfigError,
+    StackConfig,
+    StackSecrets,
+    parse_stack_config,
+    seed_of,
+)
+
+_SECRET_KEYS = ("pkiSeed", "serverPrivateKey", "serverPrivateKeyPassphrase")
+
+
+def today() -> dt.date:
+    """The one clock read, for expiry diagnostics only: nothing declared depends on it.
+    SLB_MTLS_TODAY=YYYY-MM-DD pins it (tests, reproducing a warning)."""
+    pinned = os.environ.get("SLB_MTLS_TODAY")
+    return dt.date.fromisoformat(pinned) if pinned else dt.datetime.now(dt.UTC).date()
+
+
+def read_config() -> tuple[StackConfig, StackSecrets]:
+    """Read every `slb-mtls:*` key through the runtime and validate it as a whole."""
+    raw: dict[str, Any] = {}
+    for key in KNOWN_KEYS:
+        if key in _SECRET_KEYS:
+            continue
+        value = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
+        if value is not None:
+            raw[key] = _decode(value)
+    secrets = StackSecrets(
+        seed=pulumi.runtime.get_config(f"{NAMESPACE}:pkiSeed"),
+        seed_is_secret=pulumi.runtime.is_config_secret(f"{NAMESPACE}:pkiSeed"),
+        server_private_key=pulumi.runtime.get_config(f"{NAMESPACE}:serverPrivateKey"),
+        server_private_key_passphrase=pulumi.runtime.get_config(f"{NAMESPACE}:serverPrivateKeyPassphrase"),
+    )
+    region = pulumi.runtime.get_config("alicloud:region")
+    config = parse_stack_config(raw, region, project=pulumi.get_project(), stack=pulumi.get_stack(),
+                                secrets=secrets)
+    return config, secrets
+
+
+def _decode(value: str) -> Any:
+    """Structured config arrives as JSON text; plain strings stay strings."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def prepare() -> tuple[StackConfig, PkiMaterial]:
+    """Config and material, or one RunError (shown without a traceback) listing every problem."""
+    try:
+        config, secrets = read_config()
+        material = build_material(seed_of(secrets), config.pki, today=today())
+    except ConfigError as exc:
+        raise pulumi.RunError(f"invalid stack configuration:\n{exc}") from None
+    except PkiError as exc:
+        raise pulumi.RunError(f"invalid stack configuration:\n{NAMESPACE}: {exc}") from None
+    return config, material
+
+
+def report(config: StackConfig, material: PkiMaterial, on: dt.date) -> None:
+    """Say what a reviewer must act on: expiring certificates, and bundles a revocation voided."""
+    renew = config.renew_before_days
+    checks = [("CA certificate", material.ca.certificate, "bump slb-mtls:pki.caGeneration (re-issues every client)")]
+    if material.server_generated:
+        checks.append(("server certificate", material.server.certificate,
+                       f"set slb-mtls:pki.serverIssued: \"{on.isoformat()}\""))
+    else:
+        checks.append(("server certificate", material.server.certificate,
+                       "pulumi config set serverCertificate < renewed-fullchain.pem (and serverPrivateKey)"))
+    for name, issued in material.clients.items():
+        checks.append((f"client {name!r}", issued.certificate,
+                       f"set issued: \"{on.isoformat()}\" on client {name!r} in slb-mtls:clients"))
+    for what, cert, fix in checks:
+        left = days_left(cert, on)
+        if left <= renew:
+            state = "expired" if left < 0 else f"expires in {left} days"
+            pulumi.log.warn(f"{what} {state} ({cert.not_valid_after_utc:%Y-%m-%d}); to renew: {fix}")
+    if material.revoked:
+        pulumi.log.warn(
+            f"CA epoch {material.ca.epoch}: revoked {', '.join(material.revoked)}. CLB does not check CRLs, "
+            f"so the CA was rotated; clients {', '.join(material.clients) or '(none)'} need new bundles "
+            "(make bundle CLIENT=<name>) once this is applied"
+        )
+
+
+def build(name: str = "mtls") -> dict[str, Any]:
+    """Declare everything; return the stack outputs (secrets wrapped as such)."""
+    from slbmtls.infra import MutualTlsLoadBalancer  # the provider SDK is heavy: load it only here
+
+    config, material = prepare()
+    report(config, material, today())
+    lb = MutualTlsLoadBalancer(name, config, material)
+    clients = {
+        n: {"fingerprint": c.fingerprint, "serial": c.serial_hex, "notAfter": c.not_after.isoformat()}
+        for n, c in material.clients.items()
+    }
+    return {
+        "loadBalancerId": lb.load_balancer.id,
+        "address": lb.load_balancer.address,
+        "url": lb.url,
+        "listenerId": lb.listener.id,
+        "caEpoch": material.ca.epoch,
+        "caCertificatePem": material.ca.issued.certificate_pem,
+        "caFingerprint": material.ca.issued.fingerprint,
+        "caNotAfter": material.ca.issued.not_after.isoformat(),
+        "serverCertificateFingerprint": material.server.fingerprint,
+        "serverCertificateSerial": material.server.serial_hex,
+        "serverCertificateNotAfter": material.server.not_after.isoformat(),
+        "clients": clients,
+        "clientCertificatePems": {n: c.certificate_pem for n, c in material.clients.items()},
+        "revokedClients": list(material.revoked),
+        "crlPem": material.crl_pem,
+        "clientPrivateKeyPems": pulumi.Output.secret(
+            {n: c.private_key_pem() for n, c in material.clients.items() if c.private_key is not None}
+        ),
+    }
