@@ -1,0 +1,104 @@
+"""Determinism and separation of derived keys and serials."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ISSUED, SEED, SUBJECT, TODAY, spec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pki import CertificateAuthority, KeyType, PkiError, Seed, Validity, build_material
+from pki.derive import derive_ec_p256_key, derive_rsa_key, derive_serial
+
+seeds = st.binary(min_size=32, max_size=32).map(Seed)
+labels = st.tuples(st.sampled_from(["client", "server", "ca"]), st.text(min_size=1, max_size=12),
+                   st.integers(1, 1000))
+
+_CHILD = """
+import sys, datetime as dt
+sys.path[:0] = ["tests", "."]
+from conftest import spec
+from pki import Seed, build_material
+m = build_material(Seed(bytes.fromhex(sys.argv[1])), spec(), today=dt.date(2026, 12, 1))
+sys.stdout.write(m.ca.issued.certificate_pem + m.server.chain_pem + m.server.private_key_pem()
+                 + "".join(c.certificate_pem + c.private_key_pem() for c in m.clients.values()) + m.crl_pem)
+"""
+
+
+def _material_in_subprocess(seed_hex: str) -> str:
+    return subprocess.run([sys.executable, "-c", _CHILD, seed_hex], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.binary(min_size=32, max_size=32))
+def test_same_seed_and_config_give_identical_pems_across_processes(seed: bytes) -> None:
+    first, second = _material_in_subprocess(seed.hex()), _material_in_subprocess(seed.hex())
+    assert first == second
+    assert first.count("BEGIN CERTIFICATE") == 5 and "BEGIN RSA PRIVATE KEY" in first
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds, seeds, labels, labels)
+def test_a_different_seed_or_label_gives_a_different_key(seed_a: Seed, seed_b: Seed, label_a: tuple[str, str, int],
+                                                         label_b: tuple[str, str, int]) -> None:
+    key_a = derive_ec_p256_key(seed_a, label_a).private_numbers().private_value
+    key_b = derive_ec_p256_key(seed_b, label_b).private_numbers().private_value
+    assert (key_a == key_b) == (seed_a == seed_b and label_a == label_b)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seeds, st.text(min_size=1, max_size=8), st.integers(1, 50))
+def test_rsa_generation_bump_changes_the_key(seed: Seed, name: str, generation: int) -> None:
+    key = derive_rsa_key(seed, ("client", name, generation), 2048)
+    again = derive_rsa_key(seed, ("client", name, generation), 2048)
+    bumped = derive_rsa_key(seed, ("client", name, generation + 1), 2048)
+    assert key.private_numbers() == again.private_numbers()
+    assert key.public_key().public_numbers().n != bumped.public_key().public_numbers().n
+    assert key.key_size == 2048
+
+
+def test_label_encoding_is_unambiguous() -> None:
+    assert derive_serial(SEED, ("ab", "c")) != derive_serial(SEED, ("a", "bc"))
+    assert derive_serial(SEED, ("1",)) != derive_serial(SEED, (1,))
+
+
+def test_serials_never_collide_across_ten_thousand_clients() -> None:
+    ca = CertificateAuthority(SEED, SUBJECT, Validity(ISSUED, 3650))
+    from pki import ClientSpec
+    serials = {ca.client_serial(ClientSpec(f"client-{i}", Validity(ISSUED, 365))) for i in range(10_000)}
+    assert len(serials) == 10_000
+    assert all(1 << 64 < s < 1 << 127 for s in serials)
+
+
+@pytest.mark.parametrize("bits", [3072, 4096])
+def test_larger_rsa_keys(bits: int) -> None:
+    assert derive_rsa_key(SEED, ("ca", 1), bits).key_size == bits
+
+
+def test_seed_errors_name_the_setting_and_never_echo_the_value() -> None:
+    with pytest.raises(PkiError, match=r"^slb-mtls:pkiSeed: expected 64 hexadecimal characters .* got 6 characters$"):
+        Seed.from_hex("abcdef", setting="slb-mtls:pkiSeed")
+    secretish = "zz" + "a" * 62
+    with pytest.raises(PkiError, match="not all hexadecimal") as info:
+        Seed.from_hex(secretish, setting="slb-mtls:pkiSeed")
+    assert secretish not in str(info.value)
+    assert repr(SEED) == "Seed(<secret>)"
+
+
+def test_unknown_key_type() -> None:
+    with pytest.raises(PkiError, match="clients\\[0\\].keyType: unknown key type 'dsa-1024'; allowed: rsa-2048"):
+        KeyType.parse("dsa-1024", setting="clients[0].keyType")
+
+
+def test_ca_generation_rotates_everything() -> None:
+    one = build_material(SEED, spec(), today=TODAY)
+    two = build_material(SEED, spec(ca_generation=2), today=TODAY)
+    assert one.ca.issued.fingerprint != two.ca.issued.fingerprint
+    assert one.ca.private_key.private_numbers() != two.ca.private_key.private_numbers()
+    # client keys survive a CA rotation; their certificates do not
+    assert one.clients["alice"].private_key_pem() == two.clients["alice"].private_key_pem()
+    assert one.clients["alice"].fingerprint != two.clients["alice"].fingerprint
