@@ -36,13 +36,13 @@ def _read_secret_file(path: str, what: str) -> str:
 # -- plan --------------------------------------------------------------------------------------
 
 
-def make_plan(stack: str, *, project_dir: Path = PROJECT_DIR, ephemeral_ok: bool = True) -> tuple[Any, str]:
+def make_plan(stack: str, *, project_dir: Path | None = None, ephemeral_ok: bool = True) -> tuple[Any, str]:
     """Run the program for a stack under the mock engine; the plan and where its seed came from."""
     import pulumi
 
     from slbmtls import plan as planner
 
-    stack_file = load_stack(project_dir, stack)
+    stack_file = load_stack(project_dir or PROJECT_DIR, stack)
     seed, source = resolve_seed(stack_file, allow_ephemeral=ephemeral_ok)
     config = stack_file.engine_config()
     config[SEED_KEY] = seed
@@ -92,10 +92,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
 # -- bundle ------------------------------------------------------------------------------------
 
 
-def stack_material(stack: str, *, project_dir: Path = PROJECT_DIR) -> PkiMaterial:
+def stack_material(stack: str, *, project_dir: Path | None = None) -> PkiMaterial:
     """The stack's CA and client material, rebuilt offline from its file and seed. A brought server
     certificate is left out: its key is a Pulumi secret this command never needs."""
-    stack_file = load_stack(project_dir, stack)
+    stack_file = load_stack(project_dir or PROJECT_DIR, stack)
     seed, _ = resolve_seed(stack_file)
     raw = stack_file.namespace()
     raw.pop("serverCertificate", None)

@@ -1,0 +1,50 @@
+"""Run the real program under the mock engine with a stack file plus overrides."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from slbmtls.config import NAMESPACE, SEED_KEY
+from slbmtls.plan import Plan, run
+from slbmtls.stackfile import load_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SEED = "c0ffee" * 10 + "c0de"
+
+
+def stack_values(stack: str = "dev") -> dict[str, Any]:
+    return copy.deepcopy(load_stack(ROOT, stack).values)
+
+
+def plan_stack(stack: str = "dev", *, seed: str | None = TEST_SEED, seed_secret: bool = True,
+               **overrides: Any) -> Plan:
+    """`overrides` replace `slb-mtls:<key>` values; None removes the key."""
+    stack_file = load_stack(ROOT, stack)
+    values = copy.deepcopy(stack_file.values)
+    for key, value in overrides.items():
+        full = key if ":" in key else f"{NAMESPACE}:{key}"
+        if value is None:
+            values.pop(full, None)
+        else:
+            values[full] = value
+    config = {k: v if isinstance(v, str) else __import__("json").dumps(v) for k, v in values.items()}
+    if seed is not None:
+        config[SEED_KEY] = seed
+    return run(stack_file.project, stack, config, [SEED_KEY] if seed_secret else [])
+
+
+def resources_by_name(plan: Plan) -> dict[str, tuple[str, Any]]:
+    from slbmtls.plan import reveal
+    return {r.name: (r.type, reveal(r.inputs, True)) for r in plan.resources}
+
+
+def diff(before: Plan, after: Plan) -> dict[str, list[str]]:
+    """Names created, deleted and updated in place between two plans, as a preview would show."""
+    old, new = resources_by_name(before), resources_by_name(after)
+    return {
+        "create": sorted(set(new) - set(old)),
+        "delete": sorted(set(old) - set(new)),
+        "update": sorted(n for n in set(old) & set(new) if old[n] != new[n]),
+    }

@@ -1,0 +1,194 @@
+"""The real program under Pulumi's mock engine: every resource and input that matters."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509 import verification
+from stackrun import ROOT, TEST_SEED, diff, plan_stack, stack_values
+
+from slbmtls.plan import SECRET_MARK, Plan, Secret
+
+LB = "alicloud:slb/applicationLoadBalancer:ApplicationLoadBalancer"
+CA = "alicloud:slb/caCertificate:CaCertificate"
+SERVER = "alicloud:slb/serverCertificate:ServerCertificate"
+LISTENER = "alicloud:slb/listener:Listener"
+BACKENDS = "alicloud:slb/backendServer:BackendServer"
+INSTANCE = "alicloud:ecs/instance:Instance"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Plan:
+    return plan_stack("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Plan:
+    return plan_stack("prod")
+
+
+def test_dev_declares_the_tutorial_setup(dev: Plan) -> None:
+    component = dev.one("slb-mtls:index:MutualTlsLoadBalancer")
+    assert component.name == "mtls"
+    assert all(r.parent == "mtls" for r in dev.resources if r is not component)
+    lb = dev.one(LB).inputs
+    assert lb == {"addressType": "internet", "paymentType": "PayAsYouGo", "instanceChargeType": "PayByCLCU",
+                  "internetChargeType": "PayByTraffic", "deleteProtection": "off", "loadBalancerName": "slb-mtls-dev",
+                  "tags": {"managed-by": "slb-mtls", "stack": "dev", "environment": "dev"}}
+    listener = dev.one(LISTENER)
+    assert listener.name == "mtls-https-443"
+    assert listener.id == f"{dev.one(LB).id}:https:443"
+    i = listener.inputs
+    assert (i["protocol"], i["frontendPort"], i["backendPort"], i["bandwidth"]) == ("https", 443, 80, -1)
+    assert (i["scheduler"], i["tlsCipherPolicy"], i["enableHttp2"]) == ("rr", "tls_cipher_policy_1_2_strict", "on")
+    assert i["loadBalancerId"] == dev.one(LB).id
+    # the pair that turns on two-way authentication points at the certificate resources
+    assert i["caCertificateId"] == dev.one(CA).id
+    assert i["serverCertificateId"] == dev.one(SERVER).id
+    assert (i["healthCheck"], i["healthCheckUri"], i["healthCheckMethod"]) == ("on", "/", "get")
+    assert i["healthCheckHttpCode"] == "http_2xx,http_3xx"
+    assert (i["healthCheckInterval"], i["healthCheckTimeout"], i["healthyThreshold"], i["unhealthyThreshold"]) == (
+        2, 5, 3, 3)
+    assert i["xForwardedFor"] == {"retriveSlbProto": True, "retriveSlbIp": False, "retriveSlbId": False}
+    assert "ssl_certificate_id" not in i and "sslCertificateId" not in i
+
+
+def test_dev_demo_backends(dev: Plan) -> None:
+    instances = dev.of_type(INSTANCE)
+    assert [r.name for r in instances] == ["mtls-demo-1", "mtls-demo-2"]
+    assert all(r.inputs["internetMaxBandwidthOut"] == 0 for r in instances)
+    assert "http.server 80" in instances[0].inputs["userData"]
+    rule = dev.one("alicloud:ecs/securityGroupRule:SecurityGroupRule").inputs
+    assert (rule["type"], rule["portRange"], rule["cidrIp"]) == ("ingress", "80/80", "100.64.0.0/10")
+    assert dev.one("alicloud:vpc/switch:Switch").inputs["zoneId"] == "cn-hangzhou-h"
+    backends = dev.one(BACKENDS).inputs
+    assert backends["loadBalancerId"] == dev.one(LB).id
+    assert backends["backendServers"] == [{"serverId": r.id, "weight": 100, "type": "ecs"} for r in instances]
+
+
+def test_prod_differs_where_production_should(prod: Plan) -> None:
+    lb = prod.one(LB).inputs
+    assert lb["deleteProtection"] == "on"
+    assert prod.one(LISTENER).inputs["tlsCipherPolicy"] == "tls_cipher_policy_1_2_strict_with_1_3"
+    assert prod.one(LISTENER).inputs["scheduler"] == "wrr"
+    assert [s["weight"] for s in prod.one(BACKENDS).inputs["backendServers"]] == [100, 100, 50]
+    assert not prod.of_type(INSTANCE)
+    ca = x509.load_pem_x509_certificate(prod.one(CA).inputs["caCertificate"].encode())
+    assert ca.public_key().key_size == 3072  # type: ignore[union-attr]
+
+
+def test_certificates_verify_against_each_other(dev: Plan) -> None:
+    ca = x509.load_pem_x509_certificate(dev.one(CA).inputs["caCertificate"].encode())
+    server = dev.one(SERVER).inputs
+    chain = x509.load_pem_x509_certificates(server["serverCertificate"].encode())
+    key = server["privateKey"]
+    assert isinstance(key, Secret)
+    assert key.value.startswith("-----BEGIN RSA PRIVATE KEY-----\n")  # PKCS#1
+    at = chain[0].not_valid_before_utc
+    store = verification.Store([ca])
+    verification.PolicyBuilder().store(store).time(at).build_server_verifier(
+        x509.DNSName("mtls.example.com")).verify(chain[0], chain[1:])
+    for name, pem in dev.outputs["clientCertificatePems"].items():
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        verification.PolicyBuilder().store(store).time(at).build_client_verifier().verify(cert, [])
+        assert dev.outputs["clients"][name]["fingerprint"] == cert.fingerprint(
+            __import__("cryptography.hazmat.primitives.hashes", fromlist=["SHA256"]).SHA256()).hex()
+
+
+def test_outputs(dev: Plan) -> None:
+    out = dev.outputs
+    assert out["url"] == "https://mtls.example.com/"
+    assert out["address"].startswith("203.0.113.")
+    assert out["listenerId"] == dev.one(LISTENER).id
+    assert set(out["clients"]) == {"alice", "bob", "build-agent"}
+    assert isinstance(out["clientPrivateKeyPems"], Secret)
+    assert out["revokedClients"] == [] and out["caEpoch"] == "g1.r0"
+
+
+def test_nothing_secret_in_the_clear(dev: Plan, prod: Plan) -> None:
+    for plan in (dev, prod):
+        text = json.dumps(plan.to_json(show_secrets=False))
+        assert "PRIVATE KEY" not in text
+        assert TEST_SEED not in text
+        assert text.count(SECRET_MARK) == 2  # the server key input and the client keys output
+        revealed = json.dumps(plan.to_json(show_secrets=True))
+        assert "PRIVATE KEY" in revealed and TEST_SEED not in revealed
+
+
+def _plan_json(path: Path) -> str:
+    env = {**os.environ, "PKI_SEED": TEST_SEED, "SHOW_SECRETS": "1"}
+    subprocess.run([sys.executable, "-m", "slbmtls", "plan", "--stack", "dev", "--json", str(path)], cwd=ROOT,
+                   env=env, check=True, capture_output=True)
+    return path.read_text()
+
+
+def test_plans_are_identical_across_processes(tmp_path: Path) -> None:
+    first, second = _plan_json(tmp_path / "a.json"), _plan_json(tmp_path / "b.json")
+    assert first == second
+    assert "BEGIN RSA PRIVATE KEY" in first
+    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o600
+
+
+def test_ca_rotation_replaces_certificates_and_updates_the_listener_in_place(dev: Plan) -> None:
+    pki = stack_values()["slb-mtls:pki"]
+    rotated = plan_stack(pki={**pki, "caGeneration": 2})
+    changes = diff(dev, rotated)
+    assert [n.rsplit("-", 1)[0] for n in changes["create"]] == ["mtls-ca", "mtls-server"]
+    assert [n.rsplit("-", 1)[0] for n in changes["delete"]] == ["mtls-ca", "mtls-server"]
+    assert changes["update"] == ["mtls-https-443"]
+    assert rotated.outputs["caEpoch"] == "g2.r0"
+
+
+def test_server_rotation_touches_only_the_server_certificate(dev: Plan) -> None:
+    pki = stack_values()["slb-mtls:pki"]
+    changes = diff(dev, plan_stack(pki={**pki, "serverGeneration": 2}))
+    assert [n.rsplit("-", 1)[0] for n in changes["create"] + changes["delete"]] == ["mtls-server"] * 2
+    assert changes["update"] == ["mtls-https-443"]
+
+
+def test_reissuing_one_client_changes_no_resource(dev: Plan) -> None:
+    clients = stack_values()["slb-mtls:clients"]
+    clients[0] = {**clients[0], "generation": 2}
+    after = plan_stack(clients=clients)
+    assert diff(dev, after) == {"create": [], "delete": [], "update": []}
+    changed = [n for n in dev.outputs["clients"] if dev.outputs["clients"][n] != after.outputs["clients"][n]]
+    assert changed == ["alice"]
+
+
+def test_revocation_rotates_the_ca_and_names_who_needs_new_bundles(dev: Plan) -> None:
+    after = plan_stack(revoked=["bob"])
+    changes = diff(dev, after)
+    assert [n.rsplit("-", 1)[0] for n in changes["create"]] == ["mtls-ca", "mtls-server"]
+    assert changes["update"] == ["mtls-https-443"]
+    assert after.outputs["revokedClients"] == ["bob"]
+    assert set(after.outputs["clients"]) == {"alice", "build-agent"}
+    assert any("revoked bob" in w and "alice, build-agent need new bundles" in w for w in after.warnings)
+    assert "BEGIN X509 CRL" in after.outputs["crlPem"]
+
+
+def test_expiry_warnings_name_the_renewal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLB_MTLS_TODAY", "2027-11-10")  # clients (365 days) end 2027-11-27
+    plan = plan_stack()
+    expiring = [w for w in plan.warnings if "expires in 17 days" in w]
+    assert len(expiring) == 3
+    assert any("client 'alice'" in w and 'set issued: "2027-11-10" on client \'alice\'' in w for w in expiring)
+    monkeypatch.setenv("SLB_MTLS_TODAY", "2026-12-01")
+    assert not plan_stack().warnings
+
+
+def test_invalid_config_stops_before_any_resource() -> None:
+    import pulumi
+    with pytest.raises(pulumi.RunError, match="slb-mtls:listener.frontendPort: 70000 is not allowed"):
+        plan_stack(listener={"frontendPort": 70000})
+
+
+def test_plain_text_seed_is_refused() -> None:
+    import pulumi
+    with pytest.raises(pulumi.RunError, match="pkiSeed: stored in plain text"):
+        plan_stack(seed_secret=False)
