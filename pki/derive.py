@@ -161,7 +161,9 @@ def derive_rsa_key(seed: Seed, label: Label, bits: int) -> rsa.RSAPrivateKey:
         iqmp=rsa.rsa_crt_iqmp(p, q),
         public_numbers=rsa.RSAPublicNumbers(_RSA_EXPONENT, p * q),
     )
-    return numbers.private_key()
+    # GMP already vouched for p and q (BPSW); OpenSSL re-testing them would double the cost.
+    # Tests run `openssl rsa -check` on derived keys.
+    return numbers.private_key(unsafe_skip_rsa_key_validation=True)
 
 
 _P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

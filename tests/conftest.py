@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from pki import ClientSpec, KeyType, PkiMaterial, PkiSpec, Revocation, Seed, ServerSpec, Subject, Validity, build_material
+from pki import (
+    ClientSpec,
+    KeyType,
+    PkiMaterial,
+    PkiSpec,
+    Revocation,
+    Seed,
+    ServerSpec,
+    Subject,
+    Validity,
+    build_material,
+)
 
 ISSUED = dt.date(2026, 11, 27)
 TODAY = dt.date(2026, 12, 1)

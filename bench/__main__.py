@@ -1,0 +1,190 @@
+"""Benchmarks, measured side by side in one run on this machine; ratios are what to quote.
+
+pki: per-client derive+issue (RSA-2048 N=50, EC P-256 N=1000) vs the tutorial's openssl CLI way,
+easy-rsa, and cryptography's own random RSA-2048 generation (the floor for an RSA key).
+stack: the offline plan with 200 clients and 50 backends next to the same plan with 2 clients.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pki import (
+    CertificateAuthority,
+    ClientSpec,
+    KeyType,
+    Profile,
+    Revocation,
+    Seed,
+    Subject,
+    Validity,
+    pkcs12_bytes,
+)
+from pki.derive import derive_rsa_key
+
+ISSUED = dt.date(2026, 11, 27)
+SEED = Seed(bytes(range(32)))
+SUBJECT = Subject("bench CA", country="CN", organization="Example")
+EASYRSA = Path("/usr/share/easy-rsa/easyrsa")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_of(fn: Callable[[int], object], n: int) -> float:
+    return statistics.median(timed(lambda i=i: fn(i)) for i in range(n))  # type: ignore[misc]
+
+
+def openssl_cli_per_client(n: int) -> float:
+    """The tutorial's steps 2-3 with today's algorithms: genrsa, req, ca per client."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "newcerts").mkdir()
+        (d / "index.txt").write_text("")
+        (d / "serial").write_text("FACE\n")
+        (d / "openssl.conf").write_text(f"""[ca]
+default_ca = foo
+[foo]
+dir = {d}
+database = {d}/index.txt
+new_certs_dir = {d}/newcerts
+certificate = {d}/ca.crt
+serial = {d}/serial
+private_key = {d}/ca.key
+default_days = 365
+default_md = sha256
+unique_subject = no
+policy = policy_any
+[policy_any]
+countryName = match
+organizationName = match
+commonName = supplied
+""")
+
+        def run(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
+            "-subj", "/C=CN/O=Example/CN=bench CA")
+        start = time.perf_counter()
+        for i in range(n):
+            run("genrsa", "-out", f"c{i}.key", "2048")
+            run("req", "-new", "-key", f"c{i}.key", "-out", f"c{i}.csr", "-subj", f"/C=CN/O=Example/CN=client{i}")
+            run("ca", "-batch", "-config", "openssl.conf", "-in", f"c{i}.csr", "-out", f"c{i}.crt")
+        return (time.perf_counter() - start) / n
+
+
+def easyrsa_per_client(n: int) -> float | None:
+    if not EASYRSA.exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "EASYRSA_PKI": f"{tmp}/pki", "EASYRSA_BATCH": "1"}
+
+        def run(*args: str, **extra: str) -> None:
+            subprocess.run([str(EASYRSA), *args], cwd=tmp, env={**env, **extra}, check=True, capture_output=True)
+
+        run("init-pki")
+        run("build-ca", "nopass", EASYRSA_REQ_CN="bench CA")
+        start = time.perf_counter()
+        for i in range(n):
+            run("build-client-full", f"client{i}", "nopass")
+        return (time.perf_counter() - start) / n
+
+
+def pki_bench() -> list[tuple[str, float]]:
+    validity = Validity(ISSUED, 365)
+    ca_time = timed(lambda: CertificateAuthority(SEED, SUBJECT, Validity(ISSUED, 3650)))
+    ca = CertificateAuthority(SEED, SUBJECT, Validity(ISSUED, 3650))
+    server_time = timed(lambda: ca.issue_server(["bench.example.com"], Validity(ISSUED, 397)))
+    rsa_clients = timed(lambda: [ca.issue_client(ClientSpec(f"r{i}", validity)) for i in range(50)]) / 50
+    ec_total = timed(lambda: [ca.issue_client(ClientSpec(f"e{i}", validity, key_type=KeyType.EC_P256))
+                              for i in range(1000)])
+    crl_time = timed(lambda: ca.crl([(ca.client_serial(ClientSpec(f"r{i}", validity)), Revocation(f"r{i}"))
+                                     for i in range(50)], ca.validity.not_before, ca.validity.not_after))
+    random_rsa = median_of(lambda i: rsa.generate_private_key(65537, 2048), 21)
+    derived_rsa = median_of(lambda i: derive_rsa_key(SEED, ("bench", i), 2048), 21)
+    alice = ca.issue_client(ClientSpec("alice", validity))
+    p12 = {p: timed(lambda p=p: pkcs12_bytes("alice", alice, ca.certificate, "bench-password", p))  # type: ignore[misc]
+           for p in Profile}
+    openssl_cli = openssl_cli_per_client(10)
+    easy = easyrsa_per_client(5)
+    rows = [
+        ("CA (RSA-2048 derive + self-sign)", ca_time),
+        ("server certificate (RSA-2048)", server_time),
+        ("CRL with 50 entries", crl_time),
+        ("per client, derived RSA-2048 + issue (N=50)", rsa_clients),
+        ("per client, derived EC P-256 + issue (N=1000)", ec_total / 1000),
+        ("1000 EC P-256 clients, total", ec_total),
+        ("random RSA-2048, cryptography (median of 21)", random_rsa),
+        ("derived RSA-2048 (median of 21)", derived_rsa),
+        ("per client, openssl CLI genrsa+req+ca (N=10)", openssl_cli),
+        ("PKCS#12 modern (PBKDF2 600k)", p12[Profile.MODERN]),
+        ("PKCS#12 legacy (3DES)", p12[Profile.LEGACY]),
+    ]
+    if easy is not None:
+        rows.append(("per client, easy-rsa build-client-full nopass (N=5)", easy))
+    print_rows("pki", rows)
+    print(f"  ratio derived/random RSA-2048 key:          {derived_rsa / random_rsa:6.2f}x  (target <= 1.5x)")
+    print(f"  ratio openssl-CLI/ours per RSA client:      {openssl_cli / rsa_clients:6.2f}x  (target >= 2x)")
+    if easy is not None:
+        print(f"  ratio easy-rsa/ours per RSA client:         {easy / rsa_clients:6.2f}x  (target >= 5x)")
+    print(f"  1000 EC P-256 clients:                      {ec_total:6.2f}s  (target < 1s)")
+    return rows
+
+
+def plan_bench() -> None:
+    """The offline plan, in fresh processes, for 2 and for 200 clients (and 50 backends)."""
+    root = Path(__file__).resolve().parent.parent
+    results = {}
+    for clients, backends in ((2, 2), (200, 50)):
+        with tempfile.TemporaryDirectory() as tmp:
+            project = Path(tmp)
+            shutil.copy(root / "Pulumi.yaml", project)
+            stack = {
+                "alicloud:region": "cn-hangzhou", "slb-mtls:domain": "bench.example.com",
+                "slb-mtls:listener": {"scheduler": "wrr"},
+                "slb-mtls:backends": [{"instanceId": f"i-bench{i:04d}", "weight": 100} for i in range(backends)],
+                "slb-mtls:pki": {"issued": ISSUED.isoformat(), "subject": {"country": "CN"}},
+                "slb-mtls:clients": [{"name": f"client-{i:03d}"} for i in range(clients)],
+            }
+            (project / "Pulumi.bench.yaml").write_text(json.dumps({"config": stack}))
+            code = ("import sys; from pathlib import Path; import slbmtls.cli as c; c.PROJECT_DIR = Path(sys.argv[1]); "
+                    "sys.exit(c.main(['plan', '--stack', 'bench']))")
+            env = {**os.environ, "PKI_SEED": "ab" * 32}
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code, str(project)], cwd=root, env=env, check=True,
+                           capture_output=True)
+            results[clients] = time.perf_counter() - start
+    per_client = (results[200] - results[2]) / 198
+    print_rows("stack (make plan, whole process)", [
+        ("plan, 2 clients, 2 backends", results[2]),
+        ("plan, 200 RSA-2048 clients, 50 backends", results[200]),
+        ("per added client", per_client),
+    ])
+
+
+def print_rows(title: str, rows: list[tuple[str, float]]) -> None:
+    print(f"\n{title}")
+    for label, seconds in rows:
+        print(f"  {label:<52} {seconds * 1000:10.2f} ms")
+
+
+if __name__ == "__main__":
+    print(f"slb-mtls benchmarks on {os.cpu_count()} cores; all numbers from this one run")
+    pki_bench()
+    plan_bench()
