@@ -23,12 +23,13 @@ BACKENDS = "alicloud:slb/backendServer:BackendServer"
 INSTANCE = "alicloud:ecs/instance:Instance"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dev() -> Plan:
+    """A fresh program run for every test."""
     return plan_stack("dev")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def prod() -> Plan:
     return plan_stack("prod")
 

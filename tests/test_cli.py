@@ -1,0 +1,101 @@
+"""The operator commands as a user types them: make plan, make bundle, make inspect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from conftest import openssl
+from stackrun import ROOT, TEST_SEED
+
+
+def make(*args: str, seed: str | None = TEST_SEED) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PKI_SEED", "MAKEFLAGS", "MAKELEVEL")}
+    if seed is not None:
+        env["PKI_SEED"] = seed
+    return subprocess.run(["make", "--no-print-directory", "-s", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=False, timeout=300)
+
+
+def test_make_plan_prints_a_readable_table(tmp_path: Path) -> None:
+    result = make("plan", "STACK=prod", f"PLAN_JSON={tmp_path / 'plan.json'}")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "offline plan for stack 'prod' (project slb-mtls; seed: PKI_SEED)" in out
+    assert "+ alicloud:slb/listener:Listener  mtls-https-443  id=lb-" in out
+    assert "privateKey                 \"[secret]\"" in out
+    assert "PRIVATE KEY" not in out and TEST_SEED not in out
+    assert (tmp_path / "plan.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_make_plan_without_seed_uses_a_throwaway_one_and_says_so() -> None:
+    result = make("plan", seed=None)
+    assert result.returncode == 0, result.stderr
+    assert "notice: PKI_SEED is not set; using a throwaway seed" in result.stderr
+    assert "(project slb-mtls; seed: ephemeral)" in result.stdout
+
+
+def test_make_plan_unknown_stack() -> None:
+    result = make("plan", "STACK=staging")
+    assert result.returncode != 0
+    assert "Pulumi.staging.yaml: no such stack file; stacks here: dev, prod" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_make_bundle_and_inspect(tmp_path: Path) -> None:
+    out = tmp_path / "alice"
+    result = make("bundle", "CLIENT=alice", f"OUT={out}")
+    assert result.returncode == 0, result.stderr
+    assert f"the PKCS#12 password was generated and written to {out}/alice.password" in result.stdout
+    password = (out / "alice.password").read_text().strip()
+    assert password not in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["alice.crt", "alice.key", "alice.p12", "alice.password",
+                                                     "ca.crt", "crl.pem"]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in out.iterdir())
+    verify = openssl("verify", "-purpose", "sslclient", "-attime", "1800000000", "-CAfile", str(out / "ca.crt"),
+                     str(out / "alice.crt"))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    inspected = make("inspect", f"FILE={out / 'alice.p12'}", f"PASSWORD_FILE={out / 'alice.password'}")
+    assert inspected.returncode == 0, inspected.stderr
+    assert "PKCS#12 certificate:" in inspected.stdout
+    assert "SAN:         alice@example.com" in inspected.stdout
+    assert "EKU:         clientAuth" in inspected.stdout
+    assert "days left:" in inspected.stdout and "sha256:" in inspected.stdout
+    again = make("bundle", "CLIENT=alice", f"OUT={out}")
+    assert again.returncode == 2
+    assert "refusing to overwrite" in again.stderr
+
+
+def test_make_bundle_legacy_with_a_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("a long bundle password\n")
+    out = tmp_path / "b"
+    result = make("bundle", "CLIENT=bob", f"OUT={out}", "LEGACY=1", f"PASSWORD_FILE={secret}")
+    assert result.returncode == 0, result.stderr
+    assert not (out / "bob.password").exists()
+    info = openssl("pkcs12", "-legacy", "-info", "-noout", "-in", str(out / "bob.p12"),
+                   "-passin", "pass:a long bundle password")
+    assert info.returncode == 0
+    assert "pbeWithSHA1And3-KeyTripleDES-CBC" in info.stderr + info.stdout
+
+
+def test_make_bundle_refusals() -> None:
+    unknown = make("bundle", "CLIENT=zoe", "OUT=/tmp/never")
+    assert unknown.returncode == 2
+    assert "CLIENT=zoe: not a client of stack dev; clients: alice, bob, build-agent" in unknown.stderr
+    no_seed = make("bundle", "CLIENT=alice", "OUT=/tmp/never", seed=None)
+    assert no_seed.returncode == 2
+    assert "slb-mtls:pkiSeed: no seed available" in no_seed.stderr
+    assert "Traceback" not in unknown.stderr + no_seed.stderr
+    assert not Path("/tmp/never").exists()
+
+
+def test_inspect_crl_and_certificate(tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    assert make("bundle", "CLIENT=build-agent", f"OUT={out}").returncode == 0
+    crl = make("inspect", f"FILE={out / 'crl.pem'}")
+    assert "CRL #0 from" in crl.stdout and "0 revoked" in crl.stdout
+    cert = make("inspect", f"FILE={out / 'build-agent.crt'}")
+    assert "key:         EC secp256r1" in cert.stdout
+    assert "URI" not in cert.stdout or "urn:slb-mtls:client:build-agent" in cert.stdout
