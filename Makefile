@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 STACK ?= dev
 
-.PHONY: venv test lint typecheck unit plan bundle inspect rehearse bench up preview clean
+.PHONY: venv test lint typecheck unit plan plan-diff bundle inspect rehearse bench up preview clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ unit: $(STAMP)
 
 plan: $(STAMP)
 	$(PY) -m slbmtls plan --stack $(STACK) $(if $(PLAN_JSON),--json $(PLAN_JSON))
+
+plan-diff: $(STAMP)
+	@test -n "$(BEFORE)" -a -n "$(AFTER)" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json" >&2; exit 2; }
+	$(PY) -m slbmtls diff $(BEFORE) $(AFTER)
 
 bundle: $(STAMP)
 	@test -n "$(CLIENT)" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file]" >&2; exit 2; }

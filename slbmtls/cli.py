@@ -15,9 +15,9 @@ from typing import Any
 
 from pki import PkiError, PkiMaterial, Profile, build_material, write_client_bundle
 from pki.inspect import describe
-from slbmtls.config import SEED_KEY, ConfigError, StackSecrets, parse_stack_config, seed_of
+from slbmtls.config import NAMESPACE, SEED_KEY, ConfigError, StackSecrets, parse_stack_config, seed_of
 from slbmtls.program import today
-from slbmtls.stackfile import StackFileError, load_stack, resolve_seed
+from slbmtls.stackfile import StackFileError, load_stack, resolve_file_secret, resolve_seed
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -46,8 +46,16 @@ def make_plan(stack: str, *, project_dir: Path | None = None, ephemeral_ok: bool
     seed, source = resolve_seed(stack_file, allow_ephemeral=ephemeral_ok)
     config = stack_file.engine_config()
     config[SEED_KEY] = seed
+    secret_keys = [SEED_KEY]
+    # a brought server certificate's key (and passphrase) are secrets the stack file cannot show us
+    for key, env_var in (("serverPrivateKey", "SERVER_PRIVATE_KEY_FILE"),
+                         ("serverPrivateKeyPassphrase", "SERVER_PRIVATE_KEY_PASSPHRASE_FILE")):
+        value = resolve_file_secret(stack_file, key, env_var)
+        if value is not None:
+            config[f"{NAMESPACE}:{key}"] = value.strip() if key.endswith("Passphrase") else value
+            secret_keys.append(f"{NAMESPACE}:{key}")
     try:
-        return planner.run(stack_file.project, stack, config, [SEED_KEY]), source
+        return planner.run(stack_file.project, stack, config, secret_keys), source
     except pulumi.RunError as exc:
         raise UserError(str(exc)) from None
 
@@ -87,6 +95,18 @@ def cmd_plan(args: argparse.Namespace) -> None:
         document["resources"].sort(key=lambda r: (r["type"], r["name"]))
         Path(args.json).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         os.chmod(args.json, 0o600)
+
+
+def cmd_diff(args: argparse.Namespace) -> None:
+    from slbmtls.plan import diff_documents
+
+    documents = []
+    for path in (args.before, args.after):
+        try:
+            documents.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a plan written by `make plan PLAN_JSON=...` ({exc})") from None
+    print(diff_documents(documents[0], documents[1]).render())
 
 
 # -- bundle ------------------------------------------------------------------------------------
@@ -149,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stack", default="dev")
     p.add_argument("--json", help="also write the plan as JSON to this file")
     p.set_defaults(func=cmd_plan)
+    d = sub.add_parser("diff", help="what changes between two plan JSON files, as a preview shows it")
+    d.add_argument("before")
+    d.add_argument("after")
+    d.set_defaults(func=cmd_diff)
     b = sub.add_parser("bundle", help="write a client's PKCS#12 and PEM files")
     b.add_argument("--stack", default="dev")
     b.add_argument("--client", required=True)

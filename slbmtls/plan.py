@@ -194,3 +194,57 @@ class _capture_warnings:  # noqa: N801 - used as a context manager
 
     def __exit__(self, *exc: object) -> None:
         pulumi.log.warn = self._original
+
+
+@dataclass(frozen=True)
+class PlanDiff:
+    """What a preview would show between two plans: resources by name, and changed outputs."""
+
+    create: list[tuple[str, str]]
+    delete: list[tuple[str, str]]
+    update: list[tuple[str, str, list[str]]]  # (type, name, changed input keys)
+    outputs: list[str]
+
+    @property
+    def resource_changes(self) -> dict[str, list[str]]:
+        return {"create": [n for _, n in self.create], "delete": [n for _, n in self.delete],
+                "update": [n for _, n, _ in self.update]}
+
+    def render(self) -> str:
+        lines = [f"+ create  {t}  {n}" for t, n in self.create]
+        lines += [f"~ update  {t}  {n}  (in place: {', '.join(keys)})" for t, n, keys in self.update]
+        lines += [f"- delete  {t}  {n}" for t, n in self.delete]
+        if not lines:
+            lines.append("no resource changes")
+        if self.outputs:
+            lines.append("outputs changed: " + ", ".join(self.outputs))
+        return "\n".join(lines)
+
+
+def _output_paths(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Outputs flattened one level into maps (clients.alice), so a diff names what changed."""
+    if isinstance(value, dict) and prefix.count(".") < 1:
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(_output_paths(inner, f"{prefix}.{key}" if prefix else key))
+        return flat
+    return {prefix: value}
+
+
+def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> PlanDiff:
+    """Compare two plan documents (`Plan.to_json`); resources are matched by name."""
+    old = {r["name"]: r for r in before["resources"]}
+    new = {r["name"]: r for r in after["resources"]}
+    update = []
+    for name in sorted(set(old) & set(new)):
+        keys = sorted(k for k in set(old[name]["inputs"]) | set(new[name]["inputs"])
+                      if old[name]["inputs"].get(k) != new[name]["inputs"].get(k))
+        if keys:
+            update.append((new[name]["type"], name, keys))
+    old_out, new_out = _output_paths(before["outputs"]), _output_paths(after["outputs"])
+    return PlanDiff(
+        create=[(new[n]["type"], n) for n in sorted(set(new) - set(old))],
+        delete=[(old[n]["type"], n) for n in sorted(set(old) - set(new))],
+        update=update,
+        outputs=sorted(k for k in set(old_out) | set(new_out) if old_out.get(k) != new_out.get(k)),
+    )

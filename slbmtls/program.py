@@ -78,7 +78,9 @@ def prepare() -> tuple[StackConfig, PkiMaterial]:
 def report(config: StackConfig, material: PkiMaterial, on: dt.date) -> None:
     """Say what a reviewer must act on: expiring certificates, and bundles a revocation voided."""
     renew = config.renew_before_days
-    checks = [("CA certificate", material.ca.certificate, "bump slb-mtls:pki.caGeneration (re-issues every client)")]
+    checks = [("CA certificate", material.ca.certificate,
+               f"set slb-mtls:pki.issued: \"{on.isoformat()}\" and bump slb-mtls:pki.caGeneration "
+               "(every client then needs a new bundle)")]
     if material.server_generated:
         checks.append(("server certificate", material.server.certificate,
                        f"set slb-mtls:pki.serverIssued: \"{on.isoformat()}\""))

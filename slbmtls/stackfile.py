@@ -70,19 +70,26 @@ def load_stack(project_dir: Path, stack: str) -> StackFile:
     return StackFile(project, stack, stack_file, values, frozenset(secure))
 
 
+def _from_pulumi_cli(stack: StackFile, key: str) -> str | None:
+    """A secret through the `pulumi` CLI, when one is installed and the stack's backend is logged in."""
+    if f"{NAMESPACE}:{key}" not in stack.secure_keys or not shutil.which("pulumi"):
+        return None
+    result = subprocess.run(
+        ["pulumi", "config", "get", key, "--stack", stack.stack, "--cwd", str(stack.path.parent)],
+        capture_output=True, text=True, check=False,
+    )
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def resolve_seed(stack: StackFile, *, allow_ephemeral: bool = False) -> tuple[str, str]:
     """The seed as hex, and where it came from. PKI_SEED wins; then the pulumi CLI; else an error
     (or, for previews only, a throwaway seed)."""
     from_env = os.environ.get("PKI_SEED")
     if from_env:
         return from_env, "PKI_SEED"
-    if SEED_KEY in stack.secure_keys and shutil.which("pulumi"):
-        result = subprocess.run(
-            ["pulumi", "config", "get", "pkiSeed", "--stack", stack.stack, "--cwd", str(stack.path.parent)],
-            capture_output=True, text=True, check=False,
-        )
-        if result.returncode == 0 and result.stdout.strip():
-            return result.stdout.strip(), f"pulumi config ({stack.stack})"
+    from_cli = _from_pulumi_cli(stack, "pkiSeed")
+    if from_cli:
+        return from_cli, f"pulumi config ({stack.stack})"
     if allow_ephemeral:
         return os.urandom(32).hex(), "ephemeral"
     raise StackFileError(
@@ -90,3 +97,14 @@ def resolve_seed(stack: StackFile, *, allow_ephemeral: bool = False) -> tuple[st
         f"`export PKI_SEED=$(pulumi config get pkiSeed --stack {stack.stack})`, "
         f"or create one with `{SEED_COMMAND}`"
     )
+
+
+def resolve_file_secret(stack: StackFile, key: str, env_var: str) -> str | None:
+    """A secret setting for offline tools: from the file named by `env_var`, else the pulumi CLI."""
+    path = os.environ.get(env_var)
+    if path:
+        try:
+            return Path(path).read_text()
+        except OSError as exc:
+            raise StackFileError(f"{env_var}={path}: cannot read it ({exc.strerror})") from None
+    return _from_pulumi_cli(stack, key)

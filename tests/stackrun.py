@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from slbmtls.config import NAMESPACE, SEED_KEY
-from slbmtls.plan import Plan, run
+from slbmtls.plan import Plan, diff_documents, run
 from slbmtls.stackfile import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,16 +35,6 @@ def plan_stack(stack: str = "dev", *, seed: str | None = TEST_SEED, seed_secret:
     return run(stack_file.project, stack, config, [SEED_KEY] if seed_secret else [])
 
 
-def resources_by_name(plan: Plan) -> dict[str, tuple[str, Any]]:
-    from slbmtls.plan import reveal
-    return {r.name: (r.type, reveal(r.inputs, True)) for r in plan.resources}
-
-
 def diff(before: Plan, after: Plan) -> dict[str, list[str]]:
     """Names created, deleted and updated in place between two plans, as a preview would show."""
-    old, new = resources_by_name(before), resources_by_name(after)
-    return {
-        "create": sorted(set(new) - set(old)),
-        "delete": sorted(set(old) - set(new)),
-        "update": sorted(n for n in set(old) & set(new) if old[n] != new[n]),
-    }
+    return diff_documents(before.to_json(show_secrets=True), after.to_json(show_secrets=True)).resource_changes
