@@ -36,15 +36,17 @@ def _read_secret_file(path: str, what: str) -> str:
 # -- plan --------------------------------------------------------------------------------------
 
 
-def make_plan(stack: str, *, project_dir: Path | None = None, ephemeral_ok: bool = True) -> tuple[Any, str]:
-    """Run the program for a stack under the mock engine; the plan and where its seed came from."""
+def make_plan(stack: str, *, project_dir: Path | None = None, ephemeral_ok: bool = True,
+              overrides: dict[str, str] | None = None) -> tuple[Any, str]:
+    """Run the program for a stack under the mock engine; the plan and where its seed came from.
+    `overrides` replace engine config values (full keys, JSON text), e.g. to plan a what-if."""
     import pulumi
 
     from slbmtls import plan as planner
 
     stack_file = load_stack(project_dir or PROJECT_DIR, stack)
     seed, source = resolve_seed(stack_file, allow_ephemeral=ephemeral_ok)
-    config = stack_file.engine_config()
+    config = {**stack_file.engine_config(), **(overrides or {})}
     config[SEED_KEY] = seed
     secret_keys = [SEED_KEY]
     # a brought server certificate's key (and passphrase) are secrets the stack file cannot show us

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -248,8 +248,13 @@ def https_get(port: int, domain: str, ca: Path, cert: Path | None = None, key: P
             while chunk := tls.recv(65536):
                 data += chunk
             peer = tls.getpeercert(binary_form=True)
-    except (OSError, ssl.SSLError) as exc:
-        return Response(False, error=f"{type(exc).__name__}: {exc}")
+    except ssl.SSLError as exc:
+        reason = (exc.reason or str(exc)).lower()
+        for prefix in ("sslv3_alert_", "tlsv1_alert_", "tlsv13_alert_"):
+            reason = reason.removeprefix(prefix)
+        return Response(False, error=f"TLS alert: {reason.replace('_', ' ')}")
+    except OSError as exc:
+        return Response(False, error=f"{type(exc).__name__}: {exc.strerror or exc}")
     head, _, body = data.partition(b"\r\n\r\n")
     status = head.split(b"\r\n")[0].split(b" ")
     if len(status) < 2 or status[1] != b"200":
@@ -336,8 +341,38 @@ def _balance_expectation(spec: ListenerSpec, names: list[str], sequence: list[st
     return "every backend serves", set(sequence) == set(names)
 
 
+def _listener_files(plan: Plan, directory: Path) -> tuple[Path, dict[str, tuple[Path, Path]]]:
+    """The planned CA and server certificate (as HAProxy reads them) and every client bundle."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    ca = _write(directory / "ca.pem", reveal(plan.one(CA_CERT).inputs, True)["caCertificate"])
+    server = reveal(plan.one(SERVER_CERT).inputs, True)
+    _write(directory / "server.pem", server["serverCertificate"] + server["privateKey"])
+    keys = reveal(plan.outputs["clientPrivateKeyPems"], True)
+    bundles = {n: (_write(directory / f"{n}.crt", pem), _write(directory / f"{n}.key", keys[n]))
+               for n, pem in plan.outputs["clientCertificatePems"].items() if n in keys}
+    return ca, bundles
+
+
+def _check_revocation(report: Report, port: int, domain: str, ca: Path, workdir: Path, revoked: Sequence[str],
+                      before: PkiMaterial, new_bundles: dict[str, tuple[Path, Path]], label: str = "") -> None:
+    """After a planned revocation: the revoked client's old bundle is refused, the others' new ones work."""
+    for name in revoked:
+        old = before.clients.get(name)
+        if old is None or old.private_key is None:
+            continue
+        old_cert = _write(workdir / f"old-{name}.crt", old.certificate_pem)
+        old_key = _write(workdir / f"old-{name}.key", old.private_key_pem())
+        response = https_get(port, domain, ca, old_cert, old_key)
+        report.add(f"{label}revoked {name}: old bundle", "refused (CA rotated)",
+                   "accepted!" if response.ok else "refused", not response.ok)
+    for name, (cert, key) in new_bundles.items():
+        response = https_get(port, domain, ca, cert, key)
+        report.add(f"{label}re-issued {name}: new bundle", "accepted", "accepted" if response.ok else "refused",
+                   response.ok)
+
+
 def rehearse(plan: Plan, material: PkiMaterial, previous: PkiMaterial | None, domain: str,
-             *, keep: bool = False) -> Report:
+             *, simulated_revocation: Plan | None = None, keep: bool = False) -> Report:
     """Serve and check the plan. `previous` is the material before this stack's revocations."""
     spec = listener_spec(plan, domain)
     report = Report(plan.stack)
@@ -345,12 +380,8 @@ def rehearse(plan: Plan, material: PkiMaterial, previous: PkiMaterial | None, do
     backends = [Backend(f"backend-{i + 1}") for i in range(len(spec.weights))]
     proxy: HAProxy | None = None
     try:
-        ca = _write(workdir / "ca.pem", reveal(plan.one(CA_CERT).inputs, True)["caCertificate"])
+        ca, bundles = _listener_files(plan, workdir)
         server = reveal(plan.one(SERVER_CERT).inputs, True)
-        _write(workdir / "server.pem", server["serverCertificate"] + server["privateKey"])
-        keys = reveal(plan.outputs["clientPrivateKeyPems"], True)
-        bundles = {n: (_write(workdir / f"{n}.crt", pem), _write(workdir / f"{n}.key", keys[n]))
-                   for n, pem in plan.outputs["clientCertificatePems"].items() if n in keys}
         port = _free_port()
         proxy = HAProxy(haproxy_config(spec, port, backends, workdir), workdir, port)
         names = [b.name for b in backends]
@@ -391,20 +422,24 @@ def rehearse(plan: Plan, material: PkiMaterial, previous: PkiMaterial | None, do
             report.add(f"refused: {name}", "handshake refused",
                        "accepted!" if response.ok else (response.error or "refused")[:60], not response.ok)
 
-        if previous is not None:
-            for name in material.revoked:
-                old = previous.clients.get(name)
-                if old is None or old.private_key is None:
-                    continue
-                old_cert = _write(workdir / f"old-{name}.crt", old.certificate_pem)
-                old_key = _write(workdir / f"old-{name}.key", old.private_key_pem())
-                response = https_get(port, domain, ca, old_cert, old_key)
-                report.add(f"revoked {name}: old bundle", "refused (CA rotated)",
+        if previous is not None:  # the stack revokes: this listener already trusts only the new CA
+            _check_revocation(report, port, domain, ca, workdir, material.revoked, previous, bundles)
+        elif simulated_revocation is not None:  # show what revoking would do, on a second listener
+            after_dir = workdir / "after-revocation"
+            after_ca, after_bundles = _listener_files(simulated_revocation, after_dir)
+            after_port = _free_port()
+            after_proxy = HAProxy(haproxy_config(spec, after_port, backends, after_dir), after_dir, after_port)
+            try:
+                revoked = simulated_revocation.outputs["revokedClients"]
+                label = f"what-if ({', '.join(revoked)} revoked): "
+                _check_revocation(report, after_port, domain, after_ca, after_dir, revoked, material, after_bundles,
+                                  label)
+                old_cert, old_key = next((b for n, b in bundles.items() if n not in revoked), (cert, key))
+                response = https_get(after_port, domain, after_ca, old_cert, old_key)
+                report.add(f"{label}others' old bundles", "refused: new bundles needed",
                            "accepted!" if response.ok else "refused", not response.ok)
-            for name, (c, k) in bundles.items():
-                response = https_get(port, domain, ca, c, k)
-                report.add(f"re-issued {name}: new bundle", "accepted", "accepted" if response.ok else "refused",
-                           response.ok)
+            finally:
+                after_proxy.stop()
 
         if len(backends) > 1:  # a backend that fails its health check is taken out
             victim = backends[-1]
@@ -487,14 +522,18 @@ def cli(stack: str, *, report_json: str | None = None, keep: bool = False) -> in
                                 stack=stack, secrets=StackSecrets(seed=seed))
     today = dt.datetime.now(dt.UTC).date()
     material = build_material(Seed.from_hex(seed, setting="PKI_SEED"), config.pki, today=today)
-    previous = None
+    previous, simulated = None, None
     if config.pki.revocations:
         previous = build_material(Seed.from_hex(seed, setting="PKI_SEED"), replace(config.pki, revocations=()),
                                   today=today)
+    elif (generated := [n for n, c in material.clients.items() if c.private_key is not None]) and len(
+            material.clients) > 1:
+        # the stack revokes no one: rehearse revoking its first client, as a one-line change would
+        simulated, _ = make_plan(stack, overrides={"slb-mtls:revoked": json.dumps([generated[0]])})
     print(f"rehearsing stack {stack!r}: HAProxy in front of {len(plan.one(BACKENDS).inputs['backendServers'])} "
           f"local backends, scheduler {plan.one(LISTENER).inputs['scheduler']}\n")
     with _interrupts_as_exit():
-        report = rehearse(plan, material, previous, config.domain, keep=keep)
+        report = rehearse(plan, material, previous, config.domain, simulated_revocation=simulated, keep=keep)
     print(report.table())
     print(f"\n{sum(c.passed for c in report.checks)} passed, {sum(not c.passed for c in report.checks)} failed")
     if report_json:
