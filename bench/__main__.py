@@ -163,12 +163,10 @@ def plan_bench() -> None:
                 "slb-mtls:clients": [{"name": f"client-{i:03d}"} for i in range(clients)],
             }
             (project / "Pulumi.bench.yaml").write_text(json.dumps({"config": stack}))
-            code = ("import sys; from pathlib import Path; import slbmtls.cli as c; c.PROJECT_DIR = Path(sys.argv[1]); "
-                    "sys.exit(c.main(['plan', '--stack', 'bench']))")
             env = {**os.environ, "PKI_SEED": "ab" * 32}
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code, str(project)], cwd=root, env=env, check=True,
-                           capture_output=True)
+            subprocess.run([sys.executable, "-m", "slbmtls", "--project-dir", str(project), "plan", "--stack", "bench"],
+                           cwd=root, env=env, check=True, capture_output=True)
             results[clients] = time.perf_counter() - start
     per_client = (results[200] - results[2]) / 198
     print_rows("stack (make plan, whole process)", [

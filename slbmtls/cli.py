@@ -13,13 +13,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pki import PkiError, PkiMaterial, Profile, build_material, write_client_bundle
+from pki import PkiError, PkiMaterial, Profile, Seed, build_material, write_client_bundle
 from pki.inspect import describe
-from slbmtls.config import NAMESPACE, SEED_KEY, ConfigError, StackSecrets, parse_stack_config, seed_of
+from slbmtls.config import (
+    NAMESPACE,
+    SEED_KEY,
+    ConfigError,
+    StackConfig,
+    StackSecrets,
+    parse_stack_config,
+    seed_of,
+)
 from slbmtls.program import today
 from slbmtls.stackfile import StackFileError, load_stack, resolve_file_secret, resolve_seed
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # where Pulumi.yaml lives, unless --project-dir
 
 
 class UserError(Exception):
@@ -36,7 +44,7 @@ def _read_secret_file(path: str, what: str) -> str:
 # -- plan --------------------------------------------------------------------------------------
 
 
-def make_plan(stack: str, *, project_dir: Path | None = None, ephemeral_ok: bool = True,
+def make_plan(stack: str, *, project_dir: Path = PROJECT_DIR, ephemeral_ok: bool = True,
               overrides: dict[str, str] | None = None) -> tuple[Any, str]:
     """Run the program for a stack under the mock engine; the plan and where its seed came from.
     `overrides` replace engine config values (full keys, JSON text), e.g. to plan a what-if."""
@@ -44,7 +52,7 @@ def make_plan(stack: str, *, project_dir: Path | None = None, ephemeral_ok: bool
 
     from slbmtls import plan as planner
 
-    stack_file = load_stack(project_dir or PROJECT_DIR, stack)
+    stack_file = load_stack(project_dir, stack)
     seed, source = resolve_seed(stack_file, allow_ephemeral=ephemeral_ok)
     config = {**stack_file.engine_config(), **(overrides or {})}
     config[SEED_KEY] = seed
@@ -87,7 +95,7 @@ def render_plan(plan: Any, source: str) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    plan, source = make_plan(args.stack)
+    plan, source = make_plan(args.stack, project_dir=args.project_dir)
     if source == "ephemeral":
         print("notice: PKI_SEED is not set; using a throwaway seed, so certificates differ from the "
               "stack's and from run to run", file=sys.stderr)
@@ -114,20 +122,27 @@ def cmd_diff(args: argparse.Namespace) -> None:
 # -- bundle ------------------------------------------------------------------------------------
 
 
-def stack_material(stack: str, *, project_dir: Path | None = None) -> PkiMaterial:
-    """The stack's CA and client material, rebuilt offline from its file and seed. A brought server
-    certificate is left out: its key is a Pulumi secret this command never needs."""
-    stack_file = load_stack(project_dir or PROJECT_DIR, stack)
+def offline_stack(stack: str, *, project_dir: Path = PROJECT_DIR) -> tuple[StackConfig, Seed]:
+    """The stack's validated config and its seed, read without the engine. A brought server
+    certificate is left out: its key is a Pulumi secret the offline tools never need."""
+    stack_file = load_stack(project_dir, stack)
     seed, _ = resolve_seed(stack_file)
     raw = stack_file.namespace()
     raw.pop("serverCertificate", None)
+    secrets = StackSecrets(seed=seed)
     config = parse_stack_config(raw, stack_file.values.get("alicloud:region"), project=stack_file.project,
-                                stack=stack, secrets=StackSecrets(seed=seed))
-    return build_material(seed_of(StackSecrets(seed=seed)), config.pki, today=today())
+                                stack=stack, secrets=secrets)
+    return config, seed_of(secrets)
+
+
+def stack_material(stack: str, *, project_dir: Path = PROJECT_DIR) -> PkiMaterial:
+    """The stack's CA and client material, rebuilt offline from its file and seed."""
+    config, seed = offline_stack(stack, project_dir=project_dir)
+    return build_material(seed, config.pki, today=today())
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
-    material = stack_material(args.stack)
+    material = stack_material(args.stack, project_dir=args.project_dir)
     if args.client in material.revoked:
         raise UserError(f"CLIENT={args.client}: revoked in stack {args.stack}; it gets no bundle")
     issued = material.clients.get(args.client)
@@ -166,6 +181,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slbmtls", description=__doc__)
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR,
+                        help="the directory with Pulumi.yaml and the Pulumi.<stack>.yaml files")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="offline preview under the mock engine")
     p.add_argument("--stack", default="dev")
@@ -206,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _rehearse(args: argparse.Namespace) -> None:
     from slbmtls.rehearse import cli as rehearse_cli
 
-    if rehearse_cli(args.stack, report_json=args.report_json, keep=args.keep) != 0:
+    if rehearse_cli(args.stack, project_dir=args.project_dir, report_json=args.report_json, keep=args.keep) != 0:
         raise SystemExit(1)
 
 

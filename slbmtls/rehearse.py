@@ -12,6 +12,7 @@ import contextlib
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import math
 import os
@@ -327,18 +328,18 @@ def _probe(material: PkiMaterial, workdir: Path, name: str, *, expired: bool = F
 
 
 def _balance_expectation(spec: ListenerSpec, names: list[str], sequence: list[str]) -> tuple[str, bool]:
-    if spec.scheduler == "rr" or (spec.scheduler == "wrr" and len(set(spec.weights)) == 1):
-        expected = [names[i % len(names)] for i in range(len(sequence))]
-        rotation_ok = sequence and set(sequence) == set(names) and all(
-            sequence[i] != sequence[i + 1] for i in range(len(sequence) - 1)) and len(names) > 1
-        return "alternate " + "/".join(names), bool(rotation_ok or sequence == expected)
-    if spec.scheduler == "wrr":
-        total = sum(spec.reduced_weights)
-        rounds = len(sequence) // total
-        expected_counts = {n: w * rounds for n, w in zip(names, spec.reduced_weights, strict=True)}
-        counts = {n: sequence.count(n) for n in names}
-        return f"counts {expected_counts}", counts == expected_counts
-    return "every backend serves", set(sequence) == set(names)
+    """What the scheduler promises over whole cycles: rr alternates evenly, wrr follows the weights,
+    wlc (least connections, one request at a time here) only has to use every backend."""
+    counts = {n: sequence.count(n) for n in names}
+    if spec.scheduler == "wlc":
+        return "every backend serves", all(counts.values())
+    weights = [1] * len(names) if spec.scheduler == "rr" else spec.reduced_weights
+    cycles = len(sequence) // sum(weights)
+    expected = {n: w * cycles for n, w in zip(names, weights, strict=True)}
+    if spec.scheduler == "rr" or len(set(weights)) == 1:
+        alternates = all(a != b for a, b in itertools.pairwise(sequence)) or len(names) == 1
+        return "alternate " + "/".join(names), counts == expected and alternates
+    return f"counts {expected}", counts == expected
 
 
 def _listener_files(plan: Plan, directory: Path) -> tuple[Path, dict[str, tuple[Path, Path]]]:
@@ -503,33 +504,28 @@ def _interrupts_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def cli(stack: str, *, report_json: str | None = None, keep: bool = False) -> int:
-    from slbmtls.cli import PROJECT_DIR, UserError, make_plan
-    from slbmtls.config import StackSecrets, parse_stack_config
+def cli(stack: str, *, project_dir: Path, report_json: str | None = None, keep: bool = False) -> int:
+    from slbmtls.cli import UserError, make_plan, offline_stack
+    from slbmtls.program import today
     from slbmtls.stackfile import load_stack, resolve_seed
 
     if shutil.which("haproxy") is None:
         raise UserError("haproxy is not installed; install it with:  sudo apt-get install -y haproxy")
-    stack_file = load_stack(PROJECT_DIR, stack)
-    seed, source = resolve_seed(stack_file, allow_ephemeral=True)
+    seed_hex, source = resolve_seed(load_stack(project_dir, stack), allow_ephemeral=True)
     if source == "ephemeral":
         print("notice: PKI_SEED is not set; rehearsing with a throwaway seed", file=sys.stderr)
-    os.environ["PKI_SEED"] = seed  # the plan and the checks below must use the same seed
-    plan, _ = make_plan(stack)
-    raw = stack_file.namespace()
-    raw.pop("serverCertificate", None)
-    config = parse_stack_config(raw, stack_file.values.get("alicloud:region"), project=stack_file.project,
-                                stack=stack, secrets=StackSecrets(seed=seed))
-    today = dt.datetime.now(dt.UTC).date()
-    material = build_material(Seed.from_hex(seed, setting="PKI_SEED"), config.pki, today=today)
+    os.environ["PKI_SEED"] = seed_hex  # the plan and the checks below must use the same seed
+    plan, _ = make_plan(stack, project_dir=project_dir)
+    config, seed = offline_stack(stack, project_dir=project_dir)
+    material = build_material(seed, config.pki, today=today())
     previous, simulated = None, None
     if config.pki.revocations:
-        previous = build_material(Seed.from_hex(seed, setting="PKI_SEED"), replace(config.pki, revocations=()),
-                                  today=today)
+        previous = build_material(seed, replace(config.pki, revocations=()), today=today())
     elif (generated := [n for n, c in material.clients.items() if c.private_key is not None]) and len(
             material.clients) > 1:
         # the stack revokes no one: rehearse revoking its first client, as a one-line change would
-        simulated, _ = make_plan(stack, overrides={"slb-mtls:revoked": json.dumps([generated[0]])})
+        simulated, _ = make_plan(stack, project_dir=project_dir,
+                                 overrides={"slb-mtls:revoked": json.dumps([generated[0]])})
     print(f"rehearsing stack {stack!r}: HAProxy in front of {len(plan.one(BACKENDS).inputs['backendServers'])} "
           f"local backends, scheduler {plan.one(LISTENER).inputs['scheduler']}\n")
     with _interrupts_as_exit():

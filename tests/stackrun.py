@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +41,23 @@ def plan_stack(stack: str = "dev", *, seed: str | None = TEST_SEED, seed_secret:
 def diff(before: Plan, after: Plan) -> dict[str, list[str]]:
     """Names created, deleted and updated in place between two plans, as a preview would show."""
     return diff_documents(before.to_json(show_secrets=True), after.to_json(show_secrets=True)).resource_changes
+
+
+def run_cli(*args: str, project: Path = ROOT, env: dict[str, str] | None = None,
+            seed: str | None = TEST_SEED) -> subprocess.CompletedProcess[str]:
+    """`python -m slbmtls ARGS` as a user runs it, against the stack files in `project`."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PKI_SEED"} | (env or {})
+    if seed is not None:
+        full_env["PKI_SEED"] = seed
+    return subprocess.run([sys.executable, "-m", "slbmtls", "--project-dir", str(project), *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, check=False, timeout=300)
+
+
+def project_with(tmp: Path, stacks: dict[str, str]) -> Path:
+    """A project directory with Pulumi.yaml and the given Pulumi.<stack>.yaml texts."""
+    project = tmp / "project"
+    project.mkdir(exist_ok=True)
+    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    for name, text in stacks.items():
+        (project / f"Pulumi.{name}.yaml").write_text(text)
+    return project

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
-from stackrun import ROOT, TEST_SEED, stack_values
+from stackrun import ROOT, TEST_SEED, project_with, run_cli, stack_values
 
 from slbmtls.config import ConfigError, StackSecrets, parse_stack_config
 
@@ -149,15 +146,8 @@ def test_the_dev_and_prod_stacks_are_valid() -> None:
 
 
 def test_cli_reports_bad_config_without_traceback(tmp_path: Any) -> None:
-    bad = tmp_path / "proj"
-    bad.mkdir()
-    (bad / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     stack = (ROOT / "Pulumi.dev.yaml").read_text().replace("scheduler: rr", "scheduler: fastest")
-    (bad / "Pulumi.dev.yaml").write_text(stack)
-    code = ("import sys; from pathlib import Path; import slbmtls.cli as c; c.PROJECT_DIR = Path(sys.argv[1]); "
-            "sys.exit(c.main(['plan', '--stack', 'dev']))")
-    result = subprocess.run([sys.executable, "-c", code, str(bad)], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PKI_SEED": TEST_SEED})
+    result = run_cli("plan", "--stack", "dev", project=project_with(tmp_path, {"dev": stack}))
     assert result.returncode == 2
     assert "slb-mtls:listener.scheduler: 'fastest' is not allowed; expected one of rr, wrr, wlc" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""

@@ -11,17 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from stackrun import ROOT, TEST_SEED
+from stackrun import ROOT, TEST_SEED, run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is installed by .ci/run")
 
 
 def rehearse(tmp_path: Path, stack: str, project: Path = ROOT) -> tuple[subprocess.CompletedProcess[str], dict]:
     report = tmp_path / f"{stack}.json"
-    code = ("import sys; from pathlib import Path; import slbmtls.cli as c; c.PROJECT_DIR = Path(sys.argv[1]); "
-            "sys.exit(c.main(['rehearse', '--stack', sys.argv[2], '--report-json', sys.argv[3]]))")
-    result = subprocess.run([sys.executable, "-c", code, str(project), stack, str(report)], cwd=ROOT,
-                            capture_output=True, text=True, env={**os.environ, "PKI_SEED": TEST_SEED}, timeout=300)
+    result = run_cli("rehearse", "--stack", stack, "--report-json", str(report), project=project)
     return result, json.loads(report.read_text()) if report.exists() else {}
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from stackrun import ROOT, TEST_SEED, plan_stack, stack_values
+from stackrun import ROOT, plan_stack, project_with, run_cli, stack_values
 
 from slbmtls.plan import Secret, diff_documents
 
@@ -90,21 +89,14 @@ def test_purchased_certificate_problems_are_config_errors() -> None:
 
 def test_offline_plan_with_a_purchased_certificate_key_file(tmp_path: Path) -> None:
     chain, key, _ = purchased_certificate("mtls.example.com")
-    project = tmp_path / "proj"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
-    import yaml
     document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     document["config"]["slb-mtls:serverCertificate"] = chain
-    (project / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
+    project = project_with(tmp_path, {"dev": yaml.safe_dump(document)})
     (tmp_path / "key.pem").write_text(key)
     (tmp_path / "pass").write_text("vendor-passphrase\n")
-    code = ("import sys; from pathlib import Path; import slbmtls.cli as c; c.PROJECT_DIR = Path(sys.argv[1]); "
-            "sys.exit(c.main(['plan', '--stack', 'dev']))")
-    env = {**os.environ, "PKI_SEED": TEST_SEED, "SERVER_PRIVATE_KEY_FILE": str(tmp_path / "key.pem"),
-           "SERVER_PRIVATE_KEY_PASSPHRASE_FILE": str(tmp_path / "pass")}
-    result = subprocess.run([sys.executable, "-c", code, str(project)], cwd=ROOT, env=env, capture_output=True,
-                            text=True, check=False)
+    result = run_cli("plan", "--stack", "dev", project=project,
+                     env={"SERVER_PRIVATE_KEY_FILE": str(tmp_path / "key.pem"),
+                          "SERVER_PRIVATE_KEY_PASSPHRASE_FILE": str(tmp_path / "pass")})
     assert result.returncode == 0, result.stderr
     assert "serverCertificate          <PEM CERTIFICATE x3>" in result.stdout
     assert "PRIVATE KEY" not in result.stdout
@@ -112,33 +104,20 @@ def test_offline_plan_with_a_purchased_certificate_key_file(tmp_path: Path) -> N
 
 def test_add_an_environment(tmp_path: Path) -> None:
     """A new stack is a new Pulumi.<name>.yaml; the offline plan validates it before anyone runs up."""
-    project = tmp_path / "proj"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     staging = (ROOT / "Pulumi.dev.yaml").read_text().replace("environment: dev", "environment: staging")
-    (project / "Pulumi.staging.yaml").write_text(staging.replace("mtls.example.com", "staging.mtls.example.com"))
-    code = ("import sys; from pathlib import Path; import slbmtls.cli as c; c.PROJECT_DIR = Path(sys.argv[1]); "
-            "sys.exit(c.main(['plan', '--stack', 'staging']))")
-    result = subprocess.run([sys.executable, "-c", code, str(project)], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PKI_SEED": TEST_SEED}, check=False)
+    project = project_with(tmp_path, {"staging": staging.replace("mtls.example.com", "staging.mtls.example.com")})
+    result = run_cli("plan", "--stack", "staging", project=project)
     assert result.returncode == 0, result.stderr
     assert "loadBalancerName           \"slb-mtls-staging\"" in result.stdout
     assert "https://staging.mtls.example.com/" in result.stdout
 
 
 def test_make_plan_diff_shows_a_revocation_as_a_reviewer_sees_it(tmp_path: Path) -> None:
-    env = {**os.environ, "PKI_SEED": TEST_SEED}
-    project = tmp_path / "proj"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     dev = (ROOT / "Pulumi.dev.yaml").read_text()
-    (project / "Pulumi.before.yaml").write_text(dev)
-    (project / "Pulumi.after.yaml").write_text(dev + "  slb-mtls:revoked: [bob]\n")
-    code = ("import sys; from pathlib import Path; import slbmtls.cli as c; c.PROJECT_DIR = Path(sys.argv[1]); "
-            "sys.exit(c.main(sys.argv[2:]))")
+    project = project_with(tmp_path, {"before": dev, "after": dev + "  slb-mtls:revoked: [bob]\n"})
     for stack in ("before", "after"):
-        subprocess.run([sys.executable, "-c", code, str(project), "plan", "--stack", stack, "--json",
-                        str(tmp_path / f"{stack}.json")], cwd=ROOT, env=env, check=True, capture_output=True)
+        planned = run_cli("plan", "--stack", stack, "--json", str(tmp_path / f"{stack}.json"), project=project)
+        assert planned.returncode == 0, planned.stderr
     result = subprocess.run(["make", "-s", "--no-print-directory", "plan-diff", f"BEFORE={tmp_path / 'before.json'}",
                              f"AFTER={tmp_path / 'after.json'}"], cwd=ROOT, capture_output=True, text=True, check=True)
     lines = result.stdout.splitlines()
