@@ -63,7 +63,15 @@ def test_dev_declares_the_tutorial_setup(dev: Plan) -> None:
 def test_dev_demo_backends(dev: Plan) -> None:
     instances = dev.of_type(INSTANCE)
     assert [r.name for r in instances] == ["mtls-demo-1", "mtls-demo-2"]
-    assert all(r.inputs["internetMaxBandwidthOut"] == 0 for r in instances)
+    vswitch, group = dev.one("alicloud:vpc/switch:Switch"), dev.one("alicloud:ecs/securityGroup:SecurityGroup")
+    for instance in instances:
+        i = instance.inputs
+        assert i["internetMaxBandwidthOut"] == 0  # no public address: reachable only through the CLB
+        assert (i["vswitchId"], i["securityGroups"]) == (vswitch.id, [group.id])
+        assert i["imageId"] == "aliyun_3_x64_20G_alibase_20251030.vhd"  # from ecs.get_images
+        assert (i["instanceType"], i["instanceChargeType"]) == ("ecs.t6-c1m1.large", "PostPaid")
+    assert "slb-mtls demo backend 2" in instances[1].inputs["userData"]
+    assert vswitch.inputs["vpcId"] == dev.one("alicloud:vpc/network:Network").id
     assert "http.server 80" in instances[0].inputs["userData"]
     rule = dev.one("alicloud:ecs/securityGroupRule:SecurityGroupRule").inputs
     assert (rule["type"], rule["portRange"], rule["cidrIp"]) == ("ingress", "80/80", "100.64.0.0/10")
@@ -82,6 +90,21 @@ def test_prod_differs_where_production_should(prod: Plan) -> None:
     assert not prod.of_type(INSTANCE)
     ca = x509.load_pem_x509_certificate(prod.one(CA).inputs["caCertificate"].encode())
     assert ca.public_key().key_size == 3072  # type: ignore[union-attr]
+
+
+def test_certificate_resources_are_named_by_fingerprint(dev: Plan) -> None:
+    ca, server = dev.one(CA), dev.one(SERVER)
+    assert ca.name == f"mtls-ca-{dev.outputs['caFingerprint'][:12]}"
+    assert ca.inputs["caCertificateName"] == f"slb-mtls-dev-ca-g1.r0-{dev.outputs['caFingerprint'][:12]}"
+    assert server.name == f"mtls-server-{dev.outputs['serverCertificateFingerprint'][:12]}"
+    assert "name" not in server.inputs  # auto-named: replacement stays create-before-delete
+
+
+def test_intranet_load_balancer() -> None:
+    plan = plan_stack(loadBalancer={"addressType": "intranet", "vswitchId": "vsw-bp1internal"})
+    lb = plan.one(LB).inputs
+    assert (lb["addressType"], lb["vswitchId"]) == ("intranet", "vsw-bp1internal")
+    assert "internetChargeType" not in lb
 
 
 def test_certificates_verify_against_each_other(dev: Plan) -> None:
