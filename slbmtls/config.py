@@ -157,6 +157,7 @@ class StackSecrets:
     seed: str | None = None
     seed_is_secret: bool = True
     server_private_key: str | None = None
+    server_private_key_is_secret: bool = True
     server_private_key_passphrase: str | None = None
 
 
@@ -500,6 +501,9 @@ def _operator_certificate(r: _Reader, raw: Mapping[str, Any], secrets: StackSecr
         r.problems.append(f"{NAMESPACE}:serverPrivateKey: required with serverCertificate; set it with: "
                           "pulumi config set --secret serverPrivateKey < server.key")
         return None
+    if not secrets.server_private_key_is_secret:
+        r.problems.append(f"{NAMESPACE}:serverPrivateKey: stored in plain text; remove it and store it encrypted "
+                          "with: pulumi config set --secret serverPrivateKey < server.key")
     return OperatorCertificate(chain, secrets.server_private_key, secrets.server_private_key_passphrase)
 
 

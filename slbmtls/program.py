@@ -34,18 +34,29 @@ def today() -> dt.date:
     return dt.date.fromisoformat(pinned) if pinned else dt.datetime.now(dt.UTC).date()
 
 
+def _configured_keys() -> set[str]:
+    """Every `slb-mtls:*` key the stack sets, so a misspelt one is reported rather than ignored."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return {k.split(":", 1)[1] for k in keys if k.startswith(f"{NAMESPACE}:")}
+
+
 def read_config() -> tuple[StackConfig, StackSecrets]:
-    """Read every `slb-mtls:*` key through the runtime and validate it as a whole."""
+    """Read every `slb-mtls:*` key through the runtime and validate it as a whole.
+
+    Secrets are read as plain values here, on purpose: keys are derived while the program runs so
+    that validation happens before any resource and public certificates stay public. Everything
+    derived from them is wrapped with `Output.secret` before it reaches a resource or an output."""
     raw: dict[str, Any] = {}
-    for key in KNOWN_KEYS:
-        if key in _SECRET_KEYS:
-            continue
+    for key in sorted((_configured_keys() | set(KNOWN_KEYS)) - set(_SECRET_KEYS)):
         value = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
         if value is not None:
             raw[key] = _decode(value)
     secrets = StackSecrets(
         seed=pulumi.runtime.get_config(f"{NAMESPACE}:pkiSeed"),
         seed_is_secret=pulumi.runtime.is_config_secret(f"{NAMESPACE}:pkiSeed"),
+        server_private_key_is_secret=pulumi.runtime.is_config_secret(f"{NAMESPACE}:serverPrivateKey"),
         server_private_key=pulumi.runtime.get_config(f"{NAMESPACE}:serverPrivateKey"),
         server_private_key_passphrase=pulumi.runtime.get_config(f"{NAMESPACE}:serverPrivateKeyPassphrase"),
     )

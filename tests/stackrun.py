@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -32,10 +33,12 @@ def plan_stack(stack: str = "dev", *, seed: str | None = TEST_SEED, seed_secret:
             values.pop(full, None)
         else:
             values[full] = value
-    config = {k: v if isinstance(v, str) else __import__("json").dumps(v) for k, v in values.items()}
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     if seed is not None:
         config[SEED_KEY] = seed
-    return run(stack_file.project, stack, config, [SEED_KEY] if seed_secret else [])
+    secret_keys = [SEED_KEY] if seed_secret else []
+    secret_keys += [k for k in (f"{NAMESPACE}:serverPrivateKey", f"{NAMESPACE}:serverPrivateKeyPassphrase") if k in config]
+    return run(stack_file.project, stack, config, secret_keys)
 
 
 def diff(before: Plan, after: Plan) -> dict[str, list[str]]:

@@ -151,3 +151,12 @@ def test_cli_reports_bad_config_without_traceback(tmp_path: Any) -> None:
     assert result.returncode == 2
     assert "slb-mtls:listener.scheduler: 'fastest' is not allowed; expected one of rr, wrr, wlc" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_plain_text_server_key_is_refused() -> None:
+    secrets = StackSecrets(seed=TEST_SEED, server_private_key="-----BEGIN RSA PRIVATE KEY-----",
+                           server_private_key_is_secret=False)
+    with pytest.raises(ConfigError) as info:
+        parse(put("serverCertificate", "-----BEGIN CERTIFICATE-----"), secrets=secrets)
+    assert any(p.startswith("slb-mtls:serverPrivateKey: stored in plain text") for p in info.value.problems)
+    assert "BEGIN RSA PRIVATE KEY" not in str(info.value)

@@ -216,3 +216,9 @@ def test_plain_text_seed_is_refused() -> None:
     import pulumi
     with pytest.raises(pulumi.RunError, match="pkiSeed: stored in plain text"):
         plan_stack(seed_secret=False)
+
+
+def test_a_misspelt_top_level_key_is_reported_by_the_program() -> None:
+    import pulumi
+    with pytest.raises(pulumi.RunError, match="slb-mtls:clientz: unknown setting; known: domain"):
+        plan_stack(clientz=[{"name": "typo"}])
