@@ -102,7 +102,6 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(render_plan(plan, source))
     if args.json:
         document = plan.to_json(show_secrets=os.environ.get("SHOW_SECRETS") == "1")
-        document["resources"].sort(key=lambda r: (r["type"], r["name"]))
         Path(args.json).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         os.chmod(args.json, 0o600)
 

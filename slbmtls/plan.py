@@ -174,8 +174,15 @@ def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]
         _sync_await(resolve(exported))
 
     _sync_await(run_pulumi_func(body))
-    plan.resources = monitor.recorded
+    # registrations arrive in whatever order their inputs resolve: sort, so plans compare stably
+    plan.resources = sorted(monitor.recorded, key=lambda r: (r.parent is not None and r.parent != stack_name(plan),
+                                                              r.type, r.name))
     return plan
+
+
+def stack_name(plan: Plan) -> str:
+    """The root stack resource's name, the parent of top-level resources."""
+    return f"{plan.project}-{plan.stack}"
 
 
 class _capture_warnings:  # noqa: N801 - used as a context manager
