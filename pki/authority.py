@@ -81,8 +81,11 @@ class CertificateAuthority:
             .sign(self.private_key, hashes.SHA256())
         )
         self.issued = Issued(certificate, self.private_key)
-        self.certificate = certificate
         self._aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.issued.certificate
 
     # -- issuing ---------------------------------------------------------------------------
 

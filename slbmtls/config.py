@@ -250,6 +250,7 @@ def _show(value: object) -> str:
 
 # -- the top level ---------------------------------------------------------------------------
 
+SECRET_KEYS: Final = ("pkiSeed", "serverPrivateKey", "serverPrivateKeyPassphrase")
 KNOWN_KEYS: Final = ("domain", "loadBalancer", "listener", "backends", "demoBackends", "pki", "clients",
                      "revoked", "pkiSeed", "serverCertificate", "serverPrivateKey",
                      "serverPrivateKeyPassphrase")

@@ -7,8 +7,10 @@ ids are derived from resource names, so plans compare byte for byte across runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,22 +187,19 @@ def stack_name(plan: Plan) -> str:
     return f"{plan.project}-{plan.stack}"
 
 
-class _capture_warnings:  # noqa: N801 - used as a context manager
+@contextlib.contextmanager
+def _capture_warnings(sink: list[str]) -> Iterator[None]:
     """Keep the program's `pulumi.log.warn` messages for the report (the mock engine drops them)."""
+    original = pulumi.log.warn
 
-    def __init__(self, sink: list[str]) -> None:
-        self.sink = sink
+    def warn(msg: str, *args: Any, **kwargs: Any) -> None:
+        sink.append(msg)
 
-    def __enter__(self) -> None:
-        self._original = pulumi.log.warn
-
-        def warn(msg: str, *args: Any, **kwargs: Any) -> None:
-            self.sink.append(msg)
-
-        pulumi.log.warn = warn
-
-    def __exit__(self, *exc: object) -> None:
-        pulumi.log.warn = self._original
+    pulumi.log.warn = warn
+    try:
+        yield
+    finally:
+        pulumi.log.warn = original
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,13 @@ from pki import PkiError, PkiMaterial, build_material, days_left
 from slbmtls.config import (
     KNOWN_KEYS,
     NAMESPACE,
+    SECRET_KEYS,
     ConfigError,
     StackConfig,
     StackSecrets,
     parse_stack_config,
     seed_of,
 )
-
-_SECRET_KEYS = ("pkiSeed", "serverPrivateKey", "serverPrivateKeyPassphrase")
 
 
 def today() -> dt.date:
@@ -49,7 +48,7 @@ def read_config() -> tuple[StackConfig, StackSecrets]:
     that validation happens before any resource and public certificates stay public. Everything
     derived from them is wrapped with `Output.secret` before it reaches a resource or an output."""
     raw: dict[str, Any] = {}
-    for key in sorted((_configured_keys() | set(KNOWN_KEYS)) - set(_SECRET_KEYS)):
+    for key in sorted((_configured_keys() | set(KNOWN_KEYS)) - set(SECRET_KEYS)):
         value = pulumi.runtime.get_config(f"{NAMESPACE}:{key}")
         if value is not None:
             raw[key] = _decode(value)

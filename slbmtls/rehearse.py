@@ -308,23 +308,22 @@ def _write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-def _probe(material: PkiMaterial, workdir: Path, name: str, *, expired: bool = False) -> tuple[Path, Path]:
-    """A client certificate made for the checks: from a foreign CA, or expired, but otherwise valid."""
-    if expired:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        cert = (x509.CertificateBuilder()
-                .subject_name(material.ca.subject.to_name("expired-probe"))
-                .issuer_name(material.ca.certificate.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now - dt.timedelta(days=1))
-                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .sign(material.ca.private_key, hashes.SHA256()))
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        return _write(workdir / f"{name}.crt", certificate_pem(cert)), _write(workdir / f"{name}.key", key_pem)
-    raise ValueError(name)
+def _expired_probe(material: PkiMaterial, workdir: Path) -> tuple[Path, Path]:
+    """A client certificate from the planned CA that expired yesterday (the pki refuses to make one,
+    so it is built here, against the real clock HAProxy checks)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(material.ca.subject.to_name("expired-probe"))
+            .issuer_name(material.ca.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(material.ca.private_key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return _write(workdir / "expired.crt", certificate_pem(cert)), _write(workdir / "expired.key", key_pem)
 
 
 def _balance_expectation(spec: ListenerSpec, names: list[str], sequence: list[str]) -> tuple[str, bool]:
@@ -414,9 +413,8 @@ def rehearse(plan: Plan, material: PkiMaterial, previous: PkiMaterial | None, do
 
         refused = [
             ("no client certificate", https_get(port, domain, ca)),
-            ("certificate from another CA", https_get(port, domain, ca, *_foreign(material, workdir, domain))),
-            ("expired client certificate", https_get(port, domain, ca, *_probe(material, workdir, "expired",
-                                                                              expired=True))),
+            ("certificate from another CA", https_get(port, domain, ca, *_foreign(material, workdir))),
+            ("expired client certificate", https_get(port, domain, ca, *_expired_probe(material, workdir))),
             ("server certificate as client", https_get(port, domain, ca, workdir / "server.pem")),
         ]
         for name, response in refused:
@@ -463,7 +461,7 @@ def rehearse(plan: Plan, material: PkiMaterial, previous: PkiMaterial | None, do
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _foreign(material: PkiMaterial, workdir: Path, domain: str) -> tuple[Path, Path]:
+def _foreign(material: PkiMaterial, workdir: Path) -> tuple[Path, Path]:
     """A valid-looking client certificate from a CA with the same subject but another seed."""
     foreign = CertificateAuthority(Seed(b"\x01" * 32), material.ca.subject, material.ca.validity)
     issued = foreign.issue_client(ClientSpec("foreign-probe", Validity(material.ca.validity.issued, 30),
@@ -494,10 +492,14 @@ def _print_keep(port: int, domain: str, workdir: Path, client: str) -> None:
     sys.stdout.flush()
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _interrupts_as_exit() -> Iterator[None]:
     """SIGTERM cleans up like Ctrl-C does."""
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield
     finally:
@@ -516,6 +518,7 @@ def cli(stack: str, *, project_dir: Path, report_json: str | None = None, keep: 
         print("notice: PKI_SEED is not set; rehearsing with a throwaway seed", file=sys.stderr)
     os.environ["PKI_SEED"] = seed_hex  # the plan and the checks below must use the same seed
     plan, _ = make_plan(stack, project_dir=project_dir)
+    # derived once more outside the engine: the probes need the CA's private key, which the plan never exposes
     config, seed = offline_stack(stack, project_dir=project_dir)
     material = build_material(seed, config.pki, today=today())
     previous, simulated = None, None
