@@ -78,18 +78,40 @@ class Seed:
             raise PkiError(f"the pki seed must be {SEED_BYTES} bytes, got {len(secret)}")
         self._secret = secret
 
+    # Shown whenever a seed is refused. Piped, so the seed never appears in the process list.
+    MAKE_ONE: Final = "openssl rand -hex 32 | pulumi config set --secret pkiSeed"
+
     @classmethod
     def from_hex(cls, text: str, *, setting: str) -> Seed:
-        """Parse 64 hex characters; the error names the setting and never echoes the value."""
+        """Parse 64 hex characters of real randomness; the error names the setting and never
+        echoes the value (nor any part of it)."""
         cleaned = text.strip()
         is_hex = all(c in string.hexdigits for c in cleaned)
         if len(cleaned) != 2 * SEED_BYTES or not is_hex:
             problem = f"{len(cleaned)} characters" + ("" if is_hex else ", not all hexadecimal")
             raise PkiError(
                 f"{setting}: expected {2 * SEED_BYTES} hexadecimal characters "
-                f"(32 random bytes, e.g. from `openssl rand -hex 32`), got {problem}"
+                f"(32 random bytes), got {problem}; make one with:  {cls.MAKE_ONE}"
             )
-        return cls(bytes.fromhex(cleaned))
+        secret = bytes.fromhex(cleaned)
+        weakness = cls._weakness(secret)
+        if weakness:
+            raise PkiError(f"{setting}: not random enough ({weakness}); every key of the stack would be "
+                           f"guessable. Make one with:  {cls.MAKE_ONE}")
+        return cls(secret)
+
+    @staticmethod
+    def _weakness(secret: bytes) -> str | None:
+        """Why `secret` cannot be 32 random bytes, or None. Each test wrongly refuses a truly random
+        seed with probability below 1e-13 (32 draws from 256 values give ~30 distinct ones)."""
+        if len(set(secret)) < 16:
+            return f"only {len(set(secret))} distinct byte values: a constant or a repeated pattern"
+        steps = {(secret[i + 1] - secret[i]) % 256 for i in range(len(secret) - 1)}
+        if len(steps) < 16:
+            return "its bytes follow a simple sequence"
+        if all(0x20 <= b < 0x7F for b in secret):
+            return "it is printable text written as hex, not random bytes"
+        return None
 
     def __repr__(self) -> str:
         return "Seed(<secret>)"

@@ -80,7 +80,7 @@ def test_larger_rsa_keys(bits: int) -> None:
 
 
 def test_seed_errors_name_the_setting_and_never_echo_the_value() -> None:
-    with pytest.raises(PkiError, match=r"^slb-mtls:pkiSeed: expected 64 hexadecimal characters .* got 6 characters$"):
+    with pytest.raises(PkiError, match=r"^slb-mtls:pkiSeed: expected 64 hexadecimal characters .* got 6 characters; make one with:  openssl rand -hex 32 \| pulumi config set --secret pkiSeed$"):
         Seed.from_hex("abcdef", setting="slb-mtls:pkiSeed")
     secretish = "zz" + "a" * 62
     with pytest.raises(PkiError, match="not all hexadecimal") as info:
