@@ -1,13 +1,12 @@
 """What a client receives (the tutorial's steps 3.5 and 5): a password-protected PKCS#12 and PEMs.
 
-Files are created 0600 with O_EXCL: an existing file is an error, never silently overwritten, and
-every target is checked before the first byte is written, so a refusal leaves nothing behind.
+Files are written by `pki.files`: 0600 from creation, never through a symlink, never over an
+existing file, and the bundle is complete or absent (a refusal or failure leaves nothing behind).
 """
 
 from __future__ import annotations
 
 import enum
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
+from pki import files
 from pki.errors import PkiError
+from pki.files import write_private_files
 from pki.issued import Issued, certificate_pem
 
 
@@ -72,19 +73,10 @@ def write_client_bundle(out_dir: Path, name: str, issued: Issued, ca_certificate
     }
     if generated:
         contents[f"{name}.password"] = (secret + "\n").encode()
-    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    clashes = [n for n in contents if (out_dir / n).exists()]
-    if clashes:
-        raise PkiError(f"{out_dir}: refusing to overwrite {', '.join(clashes)}; "
-                       "move them away or pick another directory")
-    for filename, data in contents.items():
-        write_private_file(out_dir / filename, data)
-    paths = [out_dir / n for n in contents]
+    paths = write_private_files(out_dir, contents)
     return BundleFiles(paths, out_dir / f"{name}.password" if generated else None)
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Create `path` 0600, failing if it exists (no race between check and create)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    """Create `path` 0600, whole, failing if it exists in any form (a dangling symlink included)."""
+    files.write_private_file(path, data)

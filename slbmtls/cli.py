@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from pki import PkiError, PkiMaterial, Profile, Seed, build_material, write_client_bundle
+from pki.files import read_small_file, write_private_file
 from pki.inspect import describe
 from slbmtls.config import (
     NAMESPACE,
+    SECRET_KEYS,
     SEED_KEY,
     ConfigError,
     StackConfig,
@@ -28,6 +30,8 @@ from slbmtls.program import today
 from slbmtls.stackfile import StackFileError, load_stack, resolve_file_secret, resolve_seed
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # where Pulumi.yaml lives, unless --project-dir
+PLAN_JSON_LIMIT = 64 << 20  # far above any plan (a few hundred KiB with secrets shown)
+INSPECT_LIMIT = 16 << 20  # certificates, CRLs and PKCS#12 files are kilobytes
 
 
 class UserError(Exception):
@@ -35,10 +39,26 @@ class UserError(Exception):
 
 
 def _read_secret_file(path: str, what: str) -> str:
+    """A password from a file, exactly as written except for one final line ending (editors add
+    it). Leading or trailing spaces are refused rather than stripped: other tools disagree on
+    whether they belong to the password, so a bundle opened elsewhere would not open."""
+    data = read_small_file(path, what, limit=4096)
     try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise UserError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{what}={path}: not UTF-8 text; write the password as UTF-8") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise UserError(f"{what}={path}: empty; write the password on the first line")
+    if "\n" in text or "\r" in text:
+        raise UserError(f"{what}={path}: more than one line; the password is the whole file "
+                        "(one final line ending allowed)")
+    if text != text.strip():
+        raise UserError(f"{what}={path}: the password starts or ends with white space; remove it, or put "
+                        "the password in the file exactly, without surrounding spaces")
+    if "\0" in text:
+        raise UserError(f"{what}={path}: contains a NUL character, which no PKCS#12 tool accepts")
+    return text
 
 
 # -- plan --------------------------------------------------------------------------------------
@@ -53,13 +73,20 @@ def make_plan(stack: str, *, project_dir: Path = PROJECT_DIR, ephemeral_ok: bool
     from slbmtls import plan as planner
 
     stack_file = load_stack(project_dir, stack)
-    seed, source = resolve_seed(stack_file, allow_ephemeral=ephemeral_ok)
     config = {**stack_file.engine_config(), **(overrides or {})}
-    config[SEED_KEY] = seed
-    secret_keys = [SEED_KEY]
+    secret_keys = []
+    # A secret written in plain text in the stack file goes to the program as the engine would
+    # hand it over, not marked secret, so the program refuses it exactly as under `pulumi up`.
+    if SEED_KEY in stack_file.values:
+        source = "stack file (plain text)"
+    else:
+        config[SEED_KEY], source = resolve_seed(stack_file, allow_ephemeral=ephemeral_ok)
+        secret_keys.append(SEED_KEY)
     # a brought server certificate's key (and passphrase) are secrets the stack file cannot show us
     for key, env_var in (("serverPrivateKey", "SERVER_PRIVATE_KEY_FILE"),
                          ("serverPrivateKeyPassphrase", "SERVER_PRIVATE_KEY_PASSPHRASE_FILE")):
+        if f"{NAMESPACE}:{key}" in stack_file.values:
+            continue
         value = resolve_file_secret(stack_file, key, env_var)
         if value is not None:
             config[f"{NAMESPACE}:{key}"] = value.strip() if key.endswith("Passphrase") else value
@@ -102,20 +129,49 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(render_plan(plan, source))
     if args.json:
         document = plan.to_json(show_secrets=os.environ.get("SHOW_SECRETS") == "1")
-        Path(args.json).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        os.chmod(args.json, 0o600)
+        # 0600 from creation, no symlink followed, whole or absent (with SHOW_SECRETS it holds keys)
+        write_private_file(Path(args.json), (json.dumps(document, indent=2, sort_keys=True) + "\n").encode(),
+                           overwrite=args.overwrite, what="PLAN_JSON")
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
     from slbmtls.plan import diff_documents
 
-    documents = []
-    for path in (args.before, args.after):
-        try:
-            documents.append(json.loads(Path(path).read_text()))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: not a plan written by `make plan PLAN_JSON=...` ({exc})") from None
+    documents = [read_plan_document(path, what) for path, what in ((args.before, "BEFORE"), (args.after, "AFTER"))]
     print(diff_documents(documents[0], documents[1]).render())
+
+
+def read_plan_document(path: str, what: str) -> dict[str, Any]:
+    """A plan JSON file, checked for the shape `diff_documents` relies on."""
+    data = read_small_file(path, what, limit=PLAN_JSON_LIMIT)
+    hint = "expected a plan written by `make plan PLAN_JSON=...`"
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        problem = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else (
+            "nested too deeply" if isinstance(exc, RecursionError) else f"not JSON: {exc}")
+        raise UserError(f"{what}={path}: {problem}; {hint}") from None
+    shape = plan_shape_problem(document)
+    if shape:
+        raise UserError(f"{what}={path}: {shape}; {hint}")
+    return document  # type: ignore[no-any-return]
+
+
+def plan_shape_problem(document: Any) -> str | None:
+    """Why `document` is not a plan document, or None."""
+    if not isinstance(document, dict):
+        return f"the top level is a JSON {type(document).__name__}, not an object"
+    if not isinstance(document.get("resources"), list):
+        return "no 'resources' list"
+    if not isinstance(document.get("outputs"), dict):
+        return "no 'outputs' object"
+    for index, res in enumerate(document["resources"]):
+        if not isinstance(res, dict):
+            return f"resources[{index}] is not an object"
+        for key, kind in (("type", str), ("name", str), ("inputs", dict)):
+            if not isinstance(res.get(key), kind):
+                return f"resources[{index}].{key} is missing or not a JSON {'string' if kind is str else 'object'}"
+    return None
 
 
 # -- bundle ------------------------------------------------------------------------------------
@@ -125,10 +181,19 @@ def offline_stack(stack: str, *, project_dir: Path = PROJECT_DIR) -> tuple[Stack
     """The stack's validated config and its seed, read without the engine. A brought server
     certificate is left out: its key is a Pulumi secret the offline tools never need."""
     stack_file = load_stack(project_dir, stack)
-    seed, _ = resolve_seed(stack_file)
     raw = stack_file.namespace()
     raw.pop("serverCertificate", None)
-    secrets = StackSecrets(seed=seed)
+    # as the program does: secrets are not settings, and one in plain text is refused as such
+    plain_seed = raw.get("pkiSeed")
+    if "serverPrivateKey" in raw:  # the program's own message; its brought certificate is not read here
+        raise ConfigError([f"{NAMESPACE}:serverPrivateKey: stored in plain text; remove it and store it encrypted "
+                           "with: pulumi config set --secret serverPrivateKey < server.key"])
+    for key in SECRET_KEYS:
+        raw.pop(key, None)
+    if plain_seed is not None:
+        secrets = StackSecrets(seed=str(plain_seed), seed_is_secret=False)
+    else:
+        secrets = StackSecrets(seed=resolve_seed(stack_file)[0])
     config = parse_stack_config(raw, stack_file.values.get("alicloud:region"), project=stack_file.project,
                                 stack=stack, secrets=secrets)
     return config, seed_of(secrets)
@@ -167,10 +232,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as exc:
-        raise UserError(f"{args.file}: {exc.strerror}") from None
+    data = read_small_file(args.file, "FILE", limit=INSPECT_LIMIT)
     password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
     print(describe(data, today=today(), password=password, source=args.file))
 
@@ -185,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="offline preview under the mock engine")
     p.add_argument("--stack", default="dev")
-    p.add_argument("--json", help="also write the plan as JSON to this file")
+    p.add_argument("--json", help="also write the plan as JSON to this file (0600; an existing one is kept)")
+    p.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     p.set_defaults(func=cmd_plan)
     d = sub.add_parser("diff", help="what changes between two plan JSON files, as a preview shows it")
     d.add_argument("before")

@@ -30,7 +30,13 @@ def today() -> dt.date:
     """The one clock read, for expiry diagnostics only: nothing declared depends on it.
     SLB_MTLS_TODAY=YYYY-MM-DD pins it (tests, reproducing a warning)."""
     pinned = os.environ.get("SLB_MTLS_TODAY")
-    return dt.date.fromisoformat(pinned) if pinned else dt.datetime.now(dt.UTC).date()
+    if not pinned:
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(pinned)
+    except ValueError:
+        shown = pinned if len(pinned) <= 40 else pinned[:37] + "..."
+        raise ConfigError([f"SLB_MTLS_TODAY={shown!r}: not a date; expected YYYY-MM-DD, or unset it"]) from None
 
 
 def _configured_keys() -> set[str]:

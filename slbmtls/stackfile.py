@@ -13,10 +13,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
+from pki import PkiError
+from pki.files import read_small_file
 from slbmtls.config import NAMESPACE, SEED_COMMAND, SEED_KEY
 
 
@@ -41,21 +43,147 @@ class StackFile:
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.values.items()}
 
 
+STACK_FILE_LIMIT: Final = 1 << 20  # a stack file with a brought certificate chain is ~20 KiB
+MAX_DEPTH: Final = 32  # nesting of mappings and lists; the deepest real setting is 4
+MAX_NODES: Final = 100_000
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+# settings that are YAML mappings or lists: given as a string (e.g. JSON text) the program would
+# decode it and `bundle` would not, so both refuse it here
+STRUCTURED_KEYS: Final = {"loadBalancer": "mapping", "listener": "mapping", "demoBackends": "mapping",
+                          "pki": "mapping", "backends": "list", "clients": "list", "revoked": "list"}
+
+# PyYAML's libyaml parser is ~10x faster than the pure-Python one; use it when it was built.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StackLoader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """SafeLoader that keeps to what a Pulumi stack file can mean: text keys, each once; dates
+    stay text (the config layer decides what a date is); no binary, sets or ordered maps."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(None, None, "expected a mapping", node.start_mark)
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag != "tag:yaml.org,2002:str":
+                shown = key_node.value if isinstance(key_node.value, str) else "(a mapping or list)"
+                kind = key_node.tag.rsplit(":", 1)[-1]
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {_clip(shown)!r} is not text (YAML reads it as {kind}); quote it",
+                    key_node.start_mark)
+            key = self.construct_object(key_node, deep=deep)
+            if key in mapping:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {_clip(key)!r} appears twice; keep one", key_node.start_mark)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+
+def _as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+def _refuse(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"YAML {node.tag.rsplit(':', 1)[-1]} values are not accepted in a stack file", node.start_mark)
+
+
+_StackLoader.add_constructor("tag:yaml.org,2002:timestamp", _as_text)
+for _tag in ("binary", "set", "omap", "pairs"):
+    _StackLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scan(text: str) -> str | None:
+    """Refuse what would make building the document costly, before building it: aliases (a few
+    lines of them expand to gigabytes), deep nesting, and too many nodes."""
+    loader = _StackLoader(text)
+    try:
+        depth = nodes = 0
+        while loader.check_event():
+            event = loader.get_event()
+            line = event.start_mark.line + 1 if event.start_mark is not None else 0
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                return (f"line {line}: YAML anchors and aliases (&name, *name) are not accepted in a stack "
+                        "file; write the values out")
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return f"line {line}: nested more than {MAX_DEPTH} levels deep"
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+            nodes += 1
+            if nodes > MAX_NODES:
+                return f"more than {MAX_NODES} YAML nodes; not a stack file"
+    finally:
+        loader.dispose()
+    return None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A parser error as `line L, column C: problem`, without quoting the file's text (which may
+    hold a secret pasted in the wrong place)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or exc.__class__.__name__
+    context = getattr(exc, "context", None)
+    if context and context != problem:
+        problem = f"{context}, {problem}"
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"character {exc.position + 1}: a control character or byte YAML does not allow (a binary file?)"
+    return f"{where}{problem}"
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file whose document is a mapping (or empty), within the limits above, or a
+    StackFileError naming the file."""
+    try:
+        data = read_small_file(path, what, limit=STACK_FILE_LIMIT)
+    except PkiError as exc:
+        raise StackFileError(str(exc)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StackFileError(f"{path}: not UTF-8 text (byte {exc.start + 1}); a stack file is UTF-8 YAML") from None
+    try:
+        problem = _scan(text)
+        if problem is None:
+            loader = _StackLoader(text)
+            try:
+                document = loader.get_single_data()
+            finally:
+                loader.dispose()
+    except yaml.YAMLError as exc:
+        problem = _yaml_problem(exc)
+    except RecursionError:
+        problem = "nested too deeply"
+    if problem is not None:
+        raise StackFileError(f"{path}: cannot read it as YAML: {problem}")
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        kind = "list" if isinstance(document, list) else "plain value"
+        raise StackFileError(f"{path}: the document is a {kind}; a Pulumi stack file is a mapping "
+                             "with a 'config:' mapping inside")
+    return document
+
+
 def load_stack(project_dir: Path, stack: str) -> StackFile:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", stack):
-        raise StackFileError(f"STACK={stack!r}: a stack name is letters, digits, '_', '.', '-'")
+    if not _STACK_NAME.fullmatch(stack) or stack in (".", ".."):
+        raise StackFileError(f"STACK={_clip(stack)!r}: a stack name is 1-100 letters, digits, '_', '.', '-'")
     project_file = project_dir / "Pulumi.yaml"
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.exists():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
                        for p in project_dir.glob("Pulumi.*.yaml"))
         raise StackFileError(f"{stack_file}: no such stack file; stacks here: {', '.join(known) or '(none)'}")
-    try:
-        project = yaml.safe_load(project_file.read_text())["name"]
-        document = yaml.safe_load(stack_file.read_text()) or {}
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        problem = exc.__class__.__name__
-        raise StackFileError(f"{stack_file}: cannot read it as a Pulumi stack file ({problem})") from None
+    project = read_yaml_mapping(project_file, "Pulumi.yaml").get("name")
+    if not isinstance(project, str) or not project:
+        raise StackFileError(f"{project_file}: 'name' must be the project's name as text")
+    document = read_yaml_mapping(stack_file, f"Pulumi.{stack}.yaml")
     raw = document.get("config") or {}
     if not isinstance(raw, dict):
         raise StackFileError(f"{stack_file}: 'config' must be a mapping of key: value")
@@ -67,6 +195,16 @@ def load_stack(project_dir: Path, stack: str) -> StackFile:
             secure.add(full)
         else:
             values[full] = value
+    for key, kind in STRUCTURED_KEYS.items():
+        if isinstance(values.get(f"{NAMESPACE}:{key}"), str):
+            raise StackFileError(f"{stack_file}: {NAMESPACE}:{key} is given as a string; write it as a YAML "
+                                 f"{kind} (JSON text inside a string is not read as structure)")
+    passphrase = f"{NAMESPACE}:serverPrivateKeyPassphrase"
+    if passphrase in values:
+        # the program has no check of its own for this key; the seed and key are refused by the
+        # program itself, with its messages (see `cli.make_plan`)
+        raise StackFileError(f"{stack_file}: {passphrase}: stored in plain text; remove it and store it "
+                             "encrypted with:  pulumi config set --secret serverPrivateKeyPassphrase < passphrase.txt")
     return StackFile(project, stack, stack_file, values, frozenset(secure))
 
 
@@ -104,7 +242,11 @@ def resolve_file_secret(stack: StackFile, key: str, env_var: str) -> str | None:
     path = os.environ.get(env_var)
     if path:
         try:
-            return Path(path).read_text()
-        except OSError as exc:
-            raise StackFileError(f"{env_var}={path}: cannot read it ({exc.strerror})") from None
+            data = read_small_file(path, env_var, limit=1 << 20)
+        except PkiError as exc:
+            raise StackFileError(str(exc)) from None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise StackFileError(f"{env_var}={path}: not UTF-8 text") from None
     return _from_pulumi_cli(stack, key)
