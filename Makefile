@@ -6,6 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 STACK ?= dev
 
+# The user's values reach commands only through the environment ("$$STACK"), never pasted into
+# recipe text, where `make plan 'STACK=dev; echo INJECTED'` ran the injected command. $(value ...)
+# takes each as typed, so a value like $(shell ...) is not expanded by make either.
+USER_VARS := STACK PLAN_JSON OVERWRITE BEFORE AFTER CLIENT OUT LEGACY PASSWORD_FILE FILE REPORT_JSON KEEP
+$(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
+export $(USER_VARS)
+# A stack name as `pulumi stack` accepts it; checked before any tool sees it.
+CHECK_STACK = [[ "$$STACK" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$$ ]] || { echo "STACK: '$$STACK' is not a stack name (letters, digits, '_', '.', '-')" >&2; exit 2; }
+
 .PHONY: venv test lint typecheck unit plan plan-diff bundle inspect rehearse bench up preview clean
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -33,27 +42,30 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	@scripts/need-tools
-	$(VENV)/bin/pytest -n 2 -q
+	env $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 2 -q
 
 plan: $(STAMP)
-	$(PY) -m slbmtls plan --stack $(STACK) $(if $(PLAN_JSON),--json $(PLAN_JSON))
+	@$(CHECK_STACK)
+	$(PY) -m slbmtls plan --stack="$$STACK" $${PLAN_JSON:+--json="$$PLAN_JSON"} $${OVERWRITE:+--overwrite}
 
 plan-diff: $(STAMP)
-	@test -n "$(BEFORE)" -a -n "$(AFTER)" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json" >&2; exit 2; }
-	$(PY) -m slbmtls diff $(BEFORE) $(AFTER)
+	@test -n "$$BEFORE" -a -n "$$AFTER" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json" >&2; exit 2; }
+	$(PY) -m slbmtls diff -- "$$BEFORE" "$$AFTER"
 
 bundle: $(STAMP)
-	@test -n "$(CLIENT)" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file]" >&2; exit 2; }
-	$(PY) -m slbmtls bundle --stack $(STACK) --client $(CLIENT) --out $(or $(OUT),bundles/$(STACK)/$(CLIENT)) \
-		$(if $(LEGACY),--legacy) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE))
+	@test -n "$$CLIENT" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file]" >&2; exit 2; }
+	@$(CHECK_STACK)
+	$(PY) -m slbmtls bundle --stack="$$STACK" --client="$$CLIENT" --out="$${OUT:-bundles/$$STACK/$$CLIENT}" \
+		$${LEGACY:+--legacy} $${PASSWORD_FILE:+--password-file="$$PASSWORD_FILE"}
 
 inspect: $(STAMP)
-	@test -n "$(FILE)" || { echo "usage: make inspect FILE=path [PASSWORD_FILE=file]" >&2; exit 2; }
-	$(PY) -m slbmtls inspect $(FILE) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE))
+	@test -n "$$FILE" || { echo "usage: make inspect FILE=path [PASSWORD_FILE=file]" >&2; exit 2; }
+	$(PY) -m slbmtls inspect $${PASSWORD_FILE:+--password-file="$$PASSWORD_FILE"} -- "$$FILE"
 
 rehearse: $(STAMP)
+	@$(CHECK_STACK)
 	@scripts/need-tools
-	$(PY) -m slbmtls rehearse --stack $(STACK) $(if $(REPORT_JSON),--report-json $(REPORT_JSON)) $(if $(KEEP),--keep)
+	$(PY) -m slbmtls rehearse --stack="$$STACK" $${REPORT_JSON:+--report-json="$$REPORT_JSON"} $${KEEP:+--keep}
 
 bench: $(STAMP)
 	@scripts/need-tools bench
@@ -62,7 +74,8 @@ bench: $(STAMP)
 # The cloud path: needs the Pulumi CLI, a logged-in backend and Alibaba Cloud credentials.
 preview up: $(STAMP)
 	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/" >&2; exit 2; }
-	pulumi $@ --stack $(STACK)
+	@$(CHECK_STACK)
+	pulumi $@ --stack="$$STACK"
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

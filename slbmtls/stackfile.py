@@ -46,7 +46,7 @@ class StackFile:
 STACK_FILE_LIMIT: Final = 1 << 20  # a stack file with a brought certificate chain is ~20 KiB
 MAX_DEPTH: Final = 32  # nesting of mappings and lists; the deepest real setting is 4
 MAX_NODES: Final = 100_000
-_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # as the Makefile checks it
 # settings that are YAML mappings or lists: given as a string (e.g. JSON text) the program would
 # decode it and `bundle` would not, so both refuse it here
 STRUCTURED_KEYS: Final = {"loadBalancer": "mapping", "listener": "mapping", "demoBackends": "mapping",
@@ -172,8 +172,9 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
 
 
 def load_stack(project_dir: Path, stack: str) -> StackFile:
-    if not _STACK_NAME.fullmatch(stack) or stack in (".", ".."):
-        raise StackFileError(f"STACK={_clip(stack)!r}: a stack name is 1-100 letters, digits, '_', '.', '-'")
+    if not _STACK_NAME.fullmatch(stack):
+        raise StackFileError(f"STACK={_clip(stack)!r}: a stack name is 1-100 letters, digits, '_', '.', '-', "
+                             "starting with a letter or digit")
     project_file = project_dir / "Pulumi.yaml"
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.exists():
