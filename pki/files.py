@@ -205,9 +205,10 @@ def read_small_file(path: str | Path, what: str, *, limit: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise FileWriteError(f"{what}={path}: cannot read it ({_reason(exc)})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileWriteError(f"{what}={path}: not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise FileWriteError(f"{what}={path}: not a regular file")
         try:
             data = handle.read(limit + 1)
         except OSError as exc:
