@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pki.errors import PkiError
 from pki.issued import Issued
@@ -33,8 +35,10 @@ def _covers(pattern: str, domain: str) -> bool:
 def load_operator_certificate(chain_pem: str, key_pem: str, *, domains: list[str], today: dt.date,
                               passphrase: str | None = None, source: str = "serverCertificate",
                               key_source: str = "serverPrivateKey") -> Issued:
-    """Validate and normalise a brought certificate: RSA, key matches, in date, SAN covers the
-    domains; chain reordered leaf first. Errors name the setting, never echo the key."""
+    """Validate and normalise a brought certificate: RSA, key matches, in date (started and not
+    ended), a server certificate (not a CA, serverAuth if its EKU is limited), SAN covers the
+    domains; chain reordered leaf first, each link checked by signature. Errors name the setting,
+    never echo the key."""
     try:
         certificates = x509.load_pem_x509_certificates(chain_pem.encode())
     except ValueError:
@@ -44,7 +48,10 @@ def load_operator_certificate(chain_pem: str, key_pem: str, *, domains: list[str
         key = serialization.load_pem_private_key(
             key_pem.encode(), passphrase.encode() if passphrase else None
         )
-    except TypeError:
+    except TypeError:  # cryptography: a passphrase for a plain key, or none for an encrypted one
+        if passphrase:
+            raise PkiError(f"{key_source}: the private key is not encrypted, but {key_source}Passphrase is set; "
+                           f"remove {key_source}Passphrase (pulumi config rm {key_source}Passphrase)") from None
         raise PkiError(
             f"{key_source}: the private key is encrypted; give its passphrase in "
             f"{key_source}Passphrase (secret) so it can be decrypted for CLB, which needs it unencrypted"
@@ -71,6 +78,10 @@ def load_operator_certificate(chain_pem: str, key_pem: str, *, domains: list[str
     expires = leaf.not_valid_after_utc.date()
     if expires < today:
         raise PkiError(f"{source}: expired on {expires} (today is {today})")
+    starts = leaf.not_valid_before_utc.date()
+    if starts > today:
+        raise PkiError(f"{source}: not valid before {starts} (today is {today}); clients would refuse it until then")
+    _check_leaf_usage(leaf, source)
     names = _dns_names(leaf)
     for domain in domains:
         if not any(_covers(n, domain) for n in names):
@@ -78,14 +89,49 @@ def load_operator_certificate(chain_pem: str, key_pem: str, *, domains: list[str
     return Issued(leaf, key, tuple(chain))
 
 
+def _check_leaf_usage(leaf: x509.Certificate, source: str) -> None:
+    """A server certificate: not a CA, and if it limits its use, TLS server use is allowed."""
+    subject = leaf.subject.rfc4514_string()
+    try:
+        constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is not None and constraints.ca:
+        raise PkiError(f"{source}: {subject} is a CA certificate (basicConstraints CA:TRUE); "
+                       "give the server certificate issued for the domain")
+    try:
+        usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if ExtendedKeyUsageOID.SERVER_AUTH not in usages and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages:
+        names = ", ".join(getattr(u, "_name", u.dotted_string) for u in usages) or "(none)"
+        raise PkiError(f"{source}: {subject} allows extended key usage {names}, not serverAuth; "
+                       "browsers and curl refuse it as a TLS server certificate")
+
+
+def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """`parent` issued `child`: names match and the signature verifies (names alone can be copied)."""
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _order_chain(leaf: x509.Certificate, others: list[x509.Certificate], source: str) -> list[x509.Certificate]:
-    """Follow issuer links from the leaf; anything left over does not belong to this chain."""
+    """Follow issuer links from the leaf, each checked by its signature; anything left over does not
+    belong to this chain."""
     ordered: list[x509.Certificate] = []
     current = leaf
     remaining = list(others)
     while remaining and current.issuer != current.subject:
-        parent = next((c for c in remaining if c.subject == current.issuer), None)
+        named = [c for c in remaining if c.subject == current.issuer]
+        parent = next((c for c in named if _signed_by(current, c)), None)
         if parent is None:
+            if named:
+                raise PkiError(f"{source}: {named[0].subject.rfc4514_string()} is named as the issuer of "
+                               f"{current.subject.rfc4514_string()} but did not sign it; the chain is not this "
+                               "certificate's (get the intermediates from the CA that issued it)")
             break
         ordered.append(parent)
         remaining.remove(parent)
