@@ -45,7 +45,8 @@ class StackFile:
 
 STACK_FILE_LIMIT: Final = 1 << 20  # a stack file with a brought certificate chain is ~20 KiB
 MAX_DEPTH: Final = 32  # nesting of mappings and lists; the deepest real setting is 4
-MAX_NODES: Final = 100_000
+MAX_NODES: Final = 20_000  # a real stack file has a few hundred; thousands of clients take minutes to plan
+MAX_SCALAR: Final = 64 << 10  # the longest real value is a brought certificate chain, a few KiB
 _STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # as the Makefile checks it
 # settings that are YAML mappings or lists: given as a string (e.g. JSON text) the program would
 # decode it and `bundle` would not, so both refuse it here
@@ -99,7 +100,7 @@ def _clip(text: str, limit: int = 40) -> str:
 
 def _scan(text: str) -> str | None:
     """Refuse what would make building the document costly, before building it: aliases (a few
-    lines of them expand to gigabytes), deep nesting, and too many nodes."""
+    lines of them expand to gigabytes), deep nesting, too many nodes, huge values."""
     loader = _StackLoader(text)
     try:
         depth = nodes = 0
@@ -115,6 +116,8 @@ def _scan(text: str) -> str | None:
                     return f"line {line}: nested more than {MAX_DEPTH} levels deep"
             elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
                 depth -= 1
+            elif isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR:
+                return f"line {line}: a value of {len(event.value)} characters; no setting needs more than {MAX_SCALAR}"
             nodes += 1
             if nodes > MAX_NODES:
                 return f"more than {MAX_NODES} YAML nodes; not a stack file"
