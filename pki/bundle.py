@@ -63,7 +63,7 @@ def write_client_bundle(out_dir: Path, name: str, issued: Issued, ca_certificate
     generated = password is None
     secret = generate_password() if password is None else password
     if len(secret) < 8:
-        raise PkiError("bundle password: at least 8 characters, please")
+        raise PkiError("bundle password (PASSWORD_FILE): at least 8 characters, please")
     contents: dict[str, bytes] = {
         f"{name}.p12": pkcs12_bytes(name, issued, ca_certificate, secret, profile),
         f"{name}.crt": issued.certificate_pem.encode(),

@@ -206,17 +206,19 @@ def stack_material(stack: str, *, project_dir: Path = PROJECT_DIR) -> PkiMateria
 
 
 def cmd_bundle(args: argparse.Namespace) -> None:
+    # the password file first: a mistake there is found before the keys are derived
+    password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
     material = stack_material(args.stack, project_dir=args.project_dir)
+    client = args.client if len(args.client) <= 80 else args.client[:77] + "..."
     if args.client in material.revoked:
-        raise UserError(f"CLIENT={args.client}: revoked in stack {args.stack}; it gets no bundle")
+        raise UserError(f"CLIENT={client}: revoked in stack {args.stack}; it gets no bundle")
     issued = material.clients.get(args.client)
     if issued is None:
-        raise UserError(f"CLIENT={args.client}: not a client of stack {args.stack}; clients: "
+        raise UserError(f"CLIENT={client}: not a client of stack {args.stack}; clients: "
                         f"{', '.join(material.clients) or '(none)'}")
     if issued.private_key is None:
-        raise UserError(f"CLIENT={args.client}: signed from the client's CSR, so the client holds the key; "
+        raise UserError(f"CLIENT={client}: signed from the client's CSR, so the client holds the key; "
                         f"hand over the certificate from the stack output clientCertificatePems instead")
-    password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
     files = write_client_bundle(
         Path(args.out), args.client, issued, material.ca.certificate, material.crl_pem,
         password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN,
