@@ -89,7 +89,16 @@ def _refuse(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
         None, None, f"YAML {node.tag.rsplit(':', 1)[-1]} values are not accepted in a stack file", node.start_mark)
 
 
+def _integer(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)  # type: ignore[arg-type]
+    except ValueError:  # Python refuses to convert integers of more than 4300 digits
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number of {len(str(node.value))} digits", node.start_mark) from None
+
+
 _StackLoader.add_constructor("tag:yaml.org,2002:timestamp", _as_text)
+_StackLoader.add_constructor("tag:yaml.org,2002:int", _integer)
 for _tag in ("binary", "set", "omap", "pairs"):
     _StackLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 
@@ -163,6 +172,8 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
         problem = _yaml_problem(exc)
     except RecursionError:
         problem = "nested too deeply"
+    except (ValueError, OverflowError) as exc:  # a constructor's own failure; no value is quoted
+        problem = exc.__class__.__name__
     if problem is not None:
         raise StackFileError(f"{path}: cannot read it as YAML: {problem}")
     if document is None:

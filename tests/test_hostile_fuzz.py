@@ -93,7 +93,8 @@ def textual_stack(draw: st.DrawFn) -> bytes:
     snippet = draw(st.one_of(
         st.sampled_from(["&a [1, 2]", "*a", "!!binary aGk=", "!!set {a}", "!!python/name:os.system", "<<: {a: 1}",
                          "\t", "---\n", "- x\n", "? [a]\n: b\n", "2026-11-27", "2026-11-27 10:00:00", "~: 1\n",
-                         "1: 2\n", "yes: no\n", "{a: 1, a: 2}", "'", '"', "%YAML 1.1\n", "\ufeff", "\x85", "[" * 50]),
+                         "1: 2\n", "yes: no\n", "{a: 1, a: 2}", "'", '"', "%YAML 1.1\n", "\ufeff", "\x85", "[" * 50,
+                         "1" * 5000, "0x" + "f" * 5000, "1e99999", ".nan", "-.inf", "0o17", "1_000", "1:20:30"]),
         st.text(max_size=40),
     ))
     position = draw(st.integers(0, len(DEV_TEXT)))

@@ -52,6 +52,7 @@ REFUSED = {
     "alias bomb": (BOMB, "anchors and aliases"),
     "one alias": ("config:\n  slb-mtls:domain: &d mtls.example.com\n  x: *d\n", "anchors and aliases"),
     "50 MB value": ("config:\n  slb-mtls:domain: " + "a" * (50 << 20) + "\n", "larger than 1048576 bytes"),
+    "a 5000-digit number": ("config:\n  slb-mtls:x: " + "1" * 5000 + "\n", "a number of 5000 digits"),
     "a 1 MB value": ("config:\n  slb-mtls:domain: " + "a" * 1_000_000 + "\n", "no setting needs more than 65536"),
     "too many nodes": ("config:\n  x: [" + "1," * 30_000 + "1]\n", "more than 20000 YAML nodes"),
     "deep nesting": ("config:\n  x: " + "[" * 200_000 + "]" * 200_000 + "\n", "nested more than"),
