@@ -204,8 +204,13 @@ def load_stack(project_dir: Path, stack: str) -> StackFile:
         raise StackFileError(f"{stack_file}: 'config' must be a mapping of key: value")
     values: dict[str, Any] = {}
     secure: set[str] = set()
+    written: dict[str, str] = {}
     for key, value in raw.items():
         full = key if ":" in key else f"{project}:{key}"
+        if full in written:  # `domain` and `slb-mtls:domain` are one key: which would win?
+            raise StackFileError(f"{stack_file}: {full} is given twice, as {_clip(written[full])!r} and "
+                                 f"{_clip(key)!r}; keep one")
+        written[full] = key
         if isinstance(value, dict) and set(value) == {"secure"}:
             secure.add(full)
         else:

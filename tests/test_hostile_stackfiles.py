@@ -58,6 +58,9 @@ REFUSED = {
     "deep nesting": ("config:\n  x: " + "[" * 200_000 + "]" * 200_000 + "\n", "nested more than"),
     "duplicate domain": (DEV.replace("  slb-mtls:demoBackends:", "  slb-mtls:domain: evil.example.com\n"
                                      "  slb-mtls:demoBackends:"), "'slb-mtls:domain' appears twice"),
+    "duplicate by namespace": (DEV + "  domain: evil.example.com\n", "slb-mtls:domain is given twice"),
+    "secure and plain seed": (DEV + "  slb-mtls:pkiSeed:\n    secure: v1:AAAA\n  pkiSeed: '" + "00" * 32 + "'\n",
+                              "slb-mtls:pkiSeed is given twice"),
     "duplicate nested": (DEV.replace("    issued:", "    caDays: 10\n    caDays: 20\n    issued:"), "'caDays' appears twice"),
     "top-level list": ("- config\n- x\n", "the document is a list"),
     "top-level scalar": ("just text\n", "the document is a plain value"),
