@@ -78,8 +78,8 @@ def _check_directory(directory: Path, what: str) -> None:
         raise FileWriteError(f"{what}: {directory} is not a folder")
 
 
-def write_private_file(path: Path, data: bytes, *, overwrite: bool = False, what: str = "file") -> None:
-    """Write `path` as described in the module docstring. `what` names the setting in messages."""
+def check_target(path: Path, *, overwrite: bool = False, what: str = "file") -> None:
+    """What `write_private_file` would refuse, checked up front so a command fails before its work."""
     if path.name in ("", ".", ".."):
         raise FileWriteError(f"{what}={path}: names a folder; give a file name")
     with contextlib.suppress(OSError):
@@ -89,6 +89,11 @@ def write_private_file(path: Path, data: bytes, *, overwrite: bool = False, what
         raise FileWriteError(f"{what}={path}: already exists; refusing to overwrite it "
                              "(move it away or pick another name)")
     _check_directory(path.parent, what)
+
+
+def write_private_file(path: Path, data: bytes, *, overwrite: bool = False, what: str = "file") -> None:
+    """Write `path` as described in the module docstring. `what` names the setting in messages."""
+    check_target(path, overwrite=overwrite, what=what)
     temp = _temp_name(path.parent, path.name)
     try:
         _write_new(temp, data)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pki import PkiError, PkiMaterial, Profile, Seed, build_material, write_client_bundle
-from pki.files import read_small_file, write_private_file
+from pki.files import check_target, read_small_file, write_private_file
 from pki.inspect import describe
 from slbmtls.config import (
     NAMESPACE,
@@ -122,6 +122,8 @@ def render_plan(plan: Any, source: str) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
+    if args.json:  # a target that will be refused is reported before the plan is made
+        check_target(Path(args.json), overwrite=args.overwrite, what="PLAN_JSON")
     plan, source = make_plan(args.stack, project_dir=args.project_dir)
     if source == "ephemeral":
         print("notice: PKI_SEED is not set; using a throwaway seed, so certificates differ from the "

@@ -183,8 +183,10 @@ def run_main(argv: list[str], env: dict[str, str], secrets: list[str]) -> tuple[
     event(f"{argv[2]}: exit {code}" + (f" ({first[:50]})" if code else ""))
     assert code in (0, 2), (code, stderr)
     assert "Traceback" not in stdout + stderr
-    if code == 2:
-        assert stderr.startswith(("error: ", "usage: ")), stderr
+    if code == 2:  # notices and warnings may come first, then the one message
+        lines = stderr.splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith(("error: ", "usage: "))), None)
+        assert start is not None and all(line.startswith(("notice: ", "warning: ")) for line in lines[:start]), stderr
         assert len(stderr) < 6000 and stderr.count("\n") < 60, stderr  # a message, not a dump
     for secret in secrets:
         if len(secret.strip()) >= 12:  # shorter ones could occur in any output by chance
