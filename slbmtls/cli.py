@@ -276,6 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.set_defaults(func=_rehearse)
     args = parser.parse_args(argv)
     try:
+        today()  # SLB_MTLS_TODAY is the environment's, not the stack's: report it as such, first
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         args.func(args)
     except (UserError, ConfigError, PkiError, StackFileError) as exc:
         prefix = "invalid stack configuration:\n" if isinstance(exc, ConfigError) else ""
