@@ -6,10 +6,12 @@ Every failure the user can fix is printed as one clear message and exit status 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,24 @@ INSPECT_LIMIT = 16 << 20  # certificates, CRLs and PKCS#12 files are kilobytes
 
 class UserError(Exception):
     """A problem the user fixes; printed without a traceback."""
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """While secret files are written, SIGTERM unwinds like Ctrl-C, so the writer's cleanup removes
+    its temporary files (SIGTERM's default would leave them behind). SIGKILL cannot be caught."""
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _read_secret_file(path: str, what: str) -> str:
@@ -132,8 +152,9 @@ def cmd_plan(args: argparse.Namespace) -> None:
     if args.json:
         document = plan.to_json(show_secrets=os.environ.get("SHOW_SECRETS") == "1")
         # 0600 from creation, no symlink followed, whole or absent (with SHOW_SECRETS it holds keys)
-        write_private_file(Path(args.json), (json.dumps(document, indent=2, sort_keys=True) + "\n").encode(),
-                           overwrite=args.overwrite, what="PLAN_JSON")
+        with _terminate_cleanly():
+            write_private_file(Path(args.json), (json.dumps(document, indent=2, sort_keys=True) + "\n").encode(),
+                               overwrite=args.overwrite, what="PLAN_JSON")
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
@@ -221,10 +242,11 @@ def cmd_bundle(args: argparse.Namespace) -> None:
     if issued.private_key is None:
         raise UserError(f"CLIENT={client}: signed from the client's CSR, so the client holds the key; "
                         f"hand over the certificate from the stack output clientCertificatePems instead")
-    files = write_client_bundle(
-        Path(args.out), args.client, issued, material.ca.certificate, material.crl_pem,
-        password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN,
-    )
+    with _terminate_cleanly():
+        files = write_client_bundle(
+            Path(args.out), args.client, issued, material.ca.certificate, material.crl_pem,
+            password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN,
+        )
     for path in files.paths:
         print(f"wrote {path} (0600)")
     if files.password_path is not None:

@@ -188,3 +188,32 @@ def test_password_file_that_is_not_a_file(project: Path, tmp_path: Path, kind: s
         os.mkfifo(path)  # reading it would block forever
     assert run(project, "bundle", "--client", "alice", "--out", str(tmp_path / "o"), "--password-file", str(path)) == 2
     assert "PASSWORD_FILE=" in error(capsys)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_sigterm_while_a_bundle_is_written_leaves_nothing(project: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, existing: bool) -> None:
+    import signal
+
+    from pki import files
+
+    real = files._write_new
+    calls = []
+
+    def write_then_terminate(path: Path, data: bytes) -> None:
+        real(path, data)
+        calls.append(path)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(files, "_write_new", write_then_terminate)
+    out = tmp_path / "out"
+    if existing:
+        out.mkdir()
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as info:
+        run(project, "bundle", "--client", "alice", "--out", str(out), "--legacy")
+    assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "project" not in p.parts)
+    assert left == (["out"] if existing else [])
