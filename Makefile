@@ -39,8 +39,8 @@ plan: $(STAMP)
 	$(PY) -m slbmtls plan --stack $(STACK) $(if $(PLAN_JSON),--json $(PLAN_JSON))
 
 plan-diff: $(STAMP)
-	@test -n "$(BEFORE)" -a -n "$(AFTER)" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json" >&2; exit 2; }
-	$(PY) -m slbmtls diff $(BEFORE) $(AFTER)
+	@test -n "$(BEFORE)" -a -n "$(AFTER)" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json [STEPS_JSON=steps.json]" >&2; exit 2; }
+	$(PY) -m slbmtls diff "$(BEFORE)" "$(AFTER)" $(if $(STEPS_JSON),--steps-json "$(STEPS_JSON)")
 
 bundle: $(STAMP)
 	@test -n "$(CLIENT)" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file]" >&2; exit 2; }

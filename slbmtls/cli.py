@@ -116,6 +116,23 @@ def cmd_diff(args: argparse.Namespace) -> None:
         except (OSError, ValueError) as exc:
             raise UserError(f"{path}: not a plan written by `make plan PLAN_JSON=...` ({exc})") from None
     print(diff_documents(documents[0], documents[1]).render())
+    _replay(documents[0], documents[1], args.steps_json)
+
+
+def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | None) -> None:
+    """The update's steps against the CLB emulator. The preview above stays on stdout as the
+    README shows it; the replay's verdict goes to stderr, and any refusal fails the command."""
+    from slbmtls.replay import replay, write_steps_json
+
+    result = replay(before, after)
+    print(result.render(), file=sys.stderr)
+    if steps_json:
+        try:
+            write_steps_json(steps_json, json.dumps(result.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            raise UserError(f"STEPS_JSON={steps_json}: cannot write it: {exc.strerror or exc}") from None
+    if not result.ok:
+        raise SystemExit(1)
 
 
 # -- bundle ------------------------------------------------------------------------------------
@@ -190,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = sub.add_parser("diff", help="what changes between two plan JSON files, as a preview shows it")
     d.add_argument("before")
     d.add_argument("after")
+    d.add_argument("--steps-json", help="also write the replayed steps as JSON to this file (0600)")
     d.set_defaults(func=cmd_diff)
     b = sub.add_parser("bundle", help="write a client's PKCS#12 and PEM files")
     b.add_argument("--stack", default="dev")

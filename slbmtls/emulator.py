@@ -102,6 +102,10 @@ class Emulator:
 
     # -- the three operations ------------------------------------------------------------------
 
+    def adopt(self, token: str, name: str, rid: str, inputs: Mapping[str, Any]) -> None:
+        """A resource that already exists (a deployed plan's state): taken as it is, unchecked."""
+        self._store(token, name, rid, inputs)
+
     def create(self, token: str, name: str, rid: str, inputs: Mapping[str, Any], *,
                keep_refused: bool = False) -> None:
         """`keep_refused` records a refused resource anyway, so that a plan reports each problem once
