@@ -178,6 +178,9 @@ def replay(before: Mapping[str, Any], after: Mapping[str, Any]) -> Replay:
                     _attempt(step, emu.create, token, name, rid, inputs)
             else:
                 _attempt(step, emu.create, token, name, rid, inputs)
+                if clb.ERR_LISTENER_EXISTS.code in step.error:
+                    step.error += (" - a create-first replacement collides with the listener it replaces; "
+                                   "declare the listener with delete_before_replace=True")
                 deferred.append(name)
         elif _changed_keys(old[name]["inputs"], inputs):
             step = Step("update", token, name)
