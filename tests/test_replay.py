@@ -273,3 +273,23 @@ def test_steps_json_never_follows_a_symlink(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(OSError, match="No such device"):  # ENXIO: no reader, and never blocks
         write_steps_json(str(tmp_path / "fifo"), "{}")
+
+
+def test_plans_record_the_options_the_engine_acts_on() -> None:
+    lb = next(r for r in plan("prod")["resources"] if r["type"] == clb.LOAD_BALANCER)
+    assert lb["options"]["protect"] is True  # loadBalancer.deleteProtection: true
+    listener = next(r for r in plan()["resources"] if r["type"] == clb.LISTENER)
+    assert set(listener["options"]) == {"protect", "deleteBeforeReplace", "dependsOn"}
+    assert "mtls-clb" in listener["options"]["dependsOn"]
+
+
+def test_plans_without_recorded_options_order_by_the_ids_they_refer_to() -> None:
+    """Plan files written before options were recorded still replay in the engine's order."""
+    def bare(doc: Doc) -> Doc:
+        doc = copy.deepcopy(doc)
+        for r in doc["resources"]:
+            r.pop("options", None)
+        return doc
+    result = replay(bare(plan()), bare(dev_with("pki", caGeneration=2)))
+    assert_accepted(result)
+    assert_rotation_order(result, ("mtls-ca", "mtls-server"))
