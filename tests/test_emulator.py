@@ -166,7 +166,7 @@ LISTENER_CASES = [
     ("port", {"backendPort": 0}, "InvalidParameter", "listener.backendPort"),
     ("bandwidth range", {"bandwidth": 2000}, "InvalidParameter", "listener.bandwidth"),
     ("bandwidth by traffic", {"bandwidth": 100}, "InvalidParameter", "listener.bandwidth"),
-    ("scheduler", {"scheduler": "wlc"}, "InvalidParameter", "listener.scheduler"),
+    ("scheduler", {"scheduler": "sch"}, "InvalidParameter", "listener.scheduler"),
     ("tls policy", {"tlsCipherPolicy": "tls_cipher_policy_custom"}, "InvalidParameter", "listener.tlsCipherPolicy"),
     ("http2", {"enableHttp2": "yes"}, "InvalidParameter", "listener.http2"),
     ("idle", {"idleTimeout": 61}, "InvalidParameter", "listener.idleTimeout"),
