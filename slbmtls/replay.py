@@ -19,6 +19,7 @@ from typing import Any
 
 from slbmtls import clb
 from slbmtls.emulator import ClbError, Emulator
+from slbmtls.plan import SECRET_MARK
 from slbmtls.retired import retired_error
 
 # Ids CLB derives from other resources: a listener is <lb id>:https:<port>, the backend set uses
@@ -123,7 +124,10 @@ def _substitute(value: Any, ids: Mapping[str, str]) -> Any:
 
 
 def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
-    return {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+    """Inputs that differ. A redacted secret compares equal to anything: plans written with and
+    without SHOW_SECRETS=1 can be compared (certificates change name when their content does)."""
+    return {k for k in set(old) | set(new)
+            if old.get(k) != new.get(k) and SECRET_MARK not in (old.get(k), new.get(k))}
 
 
 # -- the replay --------------------------------------------------------------------------------

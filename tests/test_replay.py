@@ -293,3 +293,13 @@ def test_plans_without_recorded_options_order_by_the_ids_they_refer_to() -> None
     result = replay(bare(plan()), bare(dev_with("pki", caGeneration=2)))
     assert_accepted(result)
     assert_rotation_order(result, ("mtls-ca", "mtls-server"))
+
+
+def test_plans_with_and_without_secrets_shown_compare() -> None:
+    redacted = plan_stack().to_json(show_secrets=False)
+    for before, after in ((redacted, plan()), (plan(), redacted)):
+        result = replay(before, after)
+        assert result.steps == [] and result.ok
+    result = replay(redacted, dev_with("pki", serverGeneration=2))
+    assert_accepted(result)
+    assert ops(result) == [("create", "mtls-server"), ("update", "mtls-https-443"), ("delete", "mtls-server")]
