@@ -303,3 +303,12 @@ def test_plans_with_and_without_secrets_shown_compare() -> None:
     result = replay(redacted, dev_with("pki", serverGeneration=2))
     assert_accepted(result)
     assert ops(result) == [("create", "mtls-server"), ("update", "mtls-https-443"), ("delete", "mtls-server")]
+
+
+def test_a_retired_ca_without_a_certificate_step_still_gets_a_refused_row() -> None:
+    before = copy.deepcopy(plan())
+    before["outputs"]["retiredCaFingerprints"] = [before["outputs"]["caFingerprint"]]  # a hand-edited BEFORE
+    result = replay(before, plan())
+    assert not result.ok
+    assert [(s.op, s.type, s.accepted) for s in result.steps] == [("create", clb.CA_CERTIFICATE, False)]
+    assert "RetiredCaCertificate" in result.steps[0].error
