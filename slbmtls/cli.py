@@ -6,6 +6,7 @@ Every failure the user can fix is printed as one clear message and exit status 2
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -130,7 +131,9 @@ def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | Non
         try:
             write_steps_json(steps_json, json.dumps(result.to_json(), indent=2) + "\n")
         except OSError as exc:
-            raise UserError(f"STEPS_JSON={steps_json}: cannot write it: {exc.strerror or exc}") from None
+            reason = {errno.ELOOP: "it is a symbolic link, which is not followed",
+                      errno.ENXIO: "it is not a regular file"}.get(exc.errno or 0, exc.strerror or str(exc))
+            raise UserError(f"STEPS_JSON={steps_json}: cannot write it: {reason}") from None
     if not result.ok:
         raise SystemExit(1)
 
