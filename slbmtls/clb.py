@@ -174,7 +174,7 @@ HEALTH_TIMEOUT_MIN_IS_INTERVAL_SOURCE: Final = "TF docs slb_listener health_chec
 BACKEND_WEIGHT: Final = IntRange(0, 100, "API AddBackendServers BackendServers.Weight")
 BACKEND_TYPES: Final = Choice(("ecs", "eni", "eci"), "API AddBackendServers BackendServers.Type")
 MAX_BACKENDS_PER_CALL: Final = 20  # API AddBackendServers: at most 20 per request; TF sends all in one
-BACKEND_ID: Final = Pattern(r"(i|eni|eci)-[a-z0-9]{6,40}", "an instance, ENI or ECI id such as i-bp1abc...",
+BACKEND_ID: Final = Pattern(r"(i|eni|eci)-[a-z0-9]{1,40}", "an instance, ENI or ECI id such as i-bp1abc...",
                             "API AddBackendServers BackendServers.ServerId")
 
 # -- the demo backends (ECS) ---------------------------------------------------------------------

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from typing import Any
 
 import pulumi
 
 from pki import PkiError, PkiMaterial, build_material, days_left
+from slbmtls.clock import ClockError
+from slbmtls.clock import today as today  # re-exported: the offline tools read the same clock
 from slbmtls.config import (
     KNOWN_KEYS,
     NAMESPACE,
@@ -24,13 +25,6 @@ from slbmtls.config import (
     parse_stack_config,
     seed_of,
 )
-
-
-def today() -> dt.date:
-    """The one clock read, for expiry diagnostics only: nothing declared depends on it.
-    SLB_MTLS_TODAY=YYYY-MM-DD pins it (tests, reproducing a warning)."""
-    pinned = os.environ.get("SLB_MTLS_TODAY")
-    return dt.date.fromisoformat(pinned) if pinned else dt.datetime.now(dt.UTC).date()
 
 
 def _configured_keys() -> set[str]:
@@ -82,6 +76,8 @@ def prepare() -> tuple[StackConfig, PkiMaterial]:
         raise pulumi.RunError(f"invalid stack configuration:\n{exc}") from None
     except PkiError as exc:
         raise pulumi.RunError(f"invalid stack configuration:\n{NAMESPACE}: {exc}") from None
+    except ClockError as exc:
+        raise pulumi.RunError(str(exc)) from None
     return config, material
 
 
