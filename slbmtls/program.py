@@ -12,7 +12,7 @@ from typing import Any
 
 import pulumi
 
-from pki import PkiError, PkiMaterial, build_material, days_left
+from pki import KeyType, PkiError, PkiMaterial, build_material, days_left
 from slbmtls.clock import ClockError
 from slbmtls.clock import today as today  # re-exported: the offline tools read the same clock
 from slbmtls.config import (
@@ -101,6 +101,14 @@ def report(config: StackConfig, material: PkiMaterial, on: dt.date) -> None:
         if left <= renew:
             state = "expired" if left < 0 else f"expires in {left} days"
             pulumi.log.warn(f"{what} {state} ({cert.not_valid_after_utc:%Y-%m-%d}); to renew: {fix}")
+    ec_clients = [c.name for c in config.pki.clients
+                  if c.key_type is KeyType.EC_P256 and c.csr_pem is None and c.name in material.clients]
+    if ec_clients:
+        # CLB documents RSA for the certificates it holds; for client certificates it says nothing.
+        pulumi.log.warn(
+            f"clients {', '.join(ec_clients)} use EC P-256 keys: whether CLB's mutual TLS accepts EC client "
+            "certificates is not documented; treat them as unverified until `make verify` passes its EC row "
+            "against the live listener (keyType: rsa-2048 is the safe choice)")
     if material.revoked:
         pulumi.log.warn(
             f"CA epoch {material.ca.epoch}: revoked {', '.join(material.revoked)}. CLB does not check CRLs, "

@@ -245,7 +245,15 @@ def test_expiry_warnings_name_the_renewal(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(expiring) == 3
     assert any("client 'alice'" in w and 'set issued: "2027-11-10" on client \'alice\'' in w for w in expiring)
     monkeypatch.setenv("SLB_MTLS_TODAY", "2026-12-01")
-    assert not plan_stack().warnings
+    assert not [w for w in plan_stack().warnings if "expire" in w]
+
+
+def test_ec_clients_are_flagged_as_unverified_on_clb() -> None:
+    """dev's build-agent has an EC key: CLB does not document EC client certificates."""
+    (warning,) = [w for w in plan_stack().warnings if "EC P-256" in w]
+    assert warning.startswith("clients build-agent use EC P-256 keys") and "make verify" in warning
+    rsa_only = plan_stack(clients=[{"name": "alice"}])
+    assert not rsa_only.warnings
 
 
 def test_invalid_config_stops_before_any_resource() -> None:
