@@ -154,11 +154,12 @@ REQUEST_TIMEOUT: Final = IntRange(1, 180, "API CreateLoadBalancerHTTPSListener R
 HEALTH_METHODS: Final = Choice(("head", "get"), "API CreateLoadBalancerHTTPSListener HealthCheckMethod")
 HEALTH_HTTP_CODES: Final = Choice(("http_2xx", "http_3xx", "http_4xx", "http_5xx"),
                                   "API CreateLoadBalancerHTTPSListener HealthCheckHttpCode")
-# "1 to 80 characters ... letters, digits, and -/.%?#& ... must start with /". A single / is what the
-# provider sends by default (TF slb_listener health_check_uri Default "/"), so CLB takes it.
-HEALTH_URI: Final = Pattern(r"/[A-Za-z0-9/.%?#&-]{0,79}",
-                            "a path of 1-80 characters from letters, digits and -/.%?#&, starting with /",
-                            "API CreateLoadBalancerHTTPSListener HealthCheckURI; TF slb_listener Default \"/\"")
+# "1 to 80 characters ... letters, digits, and -/.%?#& ... must start with / but cannot be a single /"
+# (the provider itself defaults to "/" (TF slb_listener health_check_uri Default): the API text wins
+# here until a live listener shows otherwise).
+HEALTH_URI: Final = Pattern(r"/[A-Za-z0-9/.%?#&-]{1,79}",
+                            "a path of 2-80 characters from letters, digits and -/.%?#&, starting with / "
+                            "(a single / is refused)", "API CreateLoadBalancerHTTPSListener HealthCheckURI")
 # The provider refuses `$_ip` ("deprecated, and empty string will replace it"): leave the domain unset.
 HEALTH_DOMAIN: Final = Pattern(r"[A-Za-z0-9.-]{1,80}",
                                "1-80 letters, digits, '.' or '-' (no wildcard; leave it unset for the backend's IP)",
@@ -177,7 +178,7 @@ HEALTH_TIMEOUT_MIN_IS_INTERVAL_SOURCE: Final = "TF docs slb_listener health_chec
 BACKEND_WEIGHT: Final = IntRange(0, 100, "API AddBackendServers BackendServers.Weight")
 BACKEND_TYPES: Final = Choice(("ecs", "eni", "eci"), "API AddBackendServers BackendServers.Type")
 MAX_BACKENDS_PER_CALL: Final = 20  # API AddBackendServers: at most 20 per request; TF sends all in one
-BACKEND_ID: Final = Pattern(r"(i|eni|eci)-[a-z0-9]{6,40}", "an instance, ENI or ECI id such as i-bp1abc...",
+BACKEND_ID: Final = Pattern(r"(i|eni|eci)-[a-z0-9]{1,40}", "an instance, ENI or ECI id such as i-bp1abc...",
                             "API AddBackendServers BackendServers.ServerId")
 
 # -- the demo backends (ECS) ---------------------------------------------------------------------

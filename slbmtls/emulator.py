@@ -29,7 +29,7 @@ STACK_KEYS: dict[str, dict[str, str]] = {
     clb.LOAD_BALANCER: {
         "loadBalancerName": "loadBalancer.name", "addressType": "loadBalancer.addressType",
         "vswitchId": "loadBalancer.vswitchId", "instanceChargeType": "loadBalancer.instanceChargeType",
-        "loadBalancerSpec": "loadBalancer.spec", "internetChargeType": "loadBalancer.internetChargeType",
+        "internetChargeType": "loadBalancer.internetChargeType",
         "deleteProtection": "loadBalancer.deleteProtection", "tags": "loadBalancer.tags",
     },
     clb.LISTENER: {
