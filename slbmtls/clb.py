@@ -116,7 +116,10 @@ PORT: Final = IntRange(1, 65535, "API CreateLoadBalancerHTTPSListener ListenerPo
 # TF validates -1 or 1-1000; the API takes -1 for pay-by-traffic instances (the only kind sold).
 BANDWIDTH: Final = IntRange(1, 1000, "TF resource_alicloud_slb_listener bandwidth; API Bandwidth", also=(-1,))
 BANDWIDTH_PAY_BY_TRAFFIC: Final = -1
-SCHEDULERS: Final = Choice(("wrr", "rr"), "API CreateLoadBalancerHTTPSListener Scheduler (wlc is TCP/UDP only)")
+# The API text for HTTPS names wrr and rr; CLB's scheduling docs and TF (validation wrr/rr/wlc for
+# layer 7) take wlc too. Allowed; the rehearsal maps it to HAProxy's leastconn.
+SCHEDULERS: Final = Choice(("wrr", "rr", "wlc"),
+                           "TF slb_listener scheduler; FACTS HTTPS listener; API HTTPS Scheduler names wrr, rr")
 
 
 @dataclass(frozen=True)
@@ -154,12 +157,12 @@ REQUEST_TIMEOUT: Final = IntRange(1, 180, "API CreateLoadBalancerHTTPSListener R
 HEALTH_METHODS: Final = Choice(("head", "get"), "API CreateLoadBalancerHTTPSListener HealthCheckMethod")
 HEALTH_HTTP_CODES: Final = Choice(("http_2xx", "http_3xx", "http_4xx", "http_5xx"),
                                   "API CreateLoadBalancerHTTPSListener HealthCheckHttpCode")
-# "1 to 80 characters ... letters, digits, and -/.%?#& ... must start with / but cannot be a single /"
-# (the provider itself defaults to "/" (TF slb_listener health_check_uri Default): the API text wins
-# here until a live listener shows otherwise).
-HEALTH_URI: Final = Pattern(r"/[A-Za-z0-9/.%?#&-]{1,79}",
-                            "a path of 2-80 characters from letters, digits and -/.%?#&, starting with / "
-                            "(a single / is refused)", "API CreateLoadBalancerHTTPSListener HealthCheckURI")
+# API text: "1 to 80 characters ... letters, digits and -/.%?#& ... must start with /", and it adds
+# that a single / is refused; yet "/" is the provider's own default (TF slb_listener health_check_uri
+# Default "/"), sent by every listener that does not set one, and FACTS lists no such rule. Allowed.
+HEALTH_URI: Final = Pattern(r"/[A-Za-z0-9/.%?#&-]{0,79}",
+                            "a path of 1-80 characters from letters, digits and -/.%?#&, starting with /",
+                            "API CreateLoadBalancerHTTPSListener HealthCheckURI; TF default \"/\"")
 # The provider refuses `$_ip` ("deprecated, and empty string will replace it"): leave the domain unset.
 HEALTH_DOMAIN: Final = Pattern(r"[A-Za-z0-9.-]{1,80}",
                                "1-80 letters, digits, '.' or '-' (no wildcard; leave it unset for the backend's IP)",

@@ -173,7 +173,7 @@ class LoadBalancerConfig(_Section):
 
 class HealthCheckConfig(_Section):
     enabled: Bool = Field(True, description="health checks on the backends")
-    uri: Annotated[str, _rule(clb.HEALTH_URI)] = Field("/healthz", description="path checked (not a single `/`)")
+    uri: Annotated[str, _rule(clb.HEALTH_URI)] = Field("/", description="path the check requests")
     method: Annotated[str, _rule(clb.HEALTH_METHODS)] = Field("head", description="`head` or `get`")
     http_codes: tuple[Annotated[str, _rule(clb.HEALTH_HTTP_CODES)], ...] = Field(
         ("http_2xx",), alias="httpCodes", min_length=1, description="healthy status classes, e.g. [http_2xx]")
@@ -199,7 +199,8 @@ class ListenerConfig(_Section):
     backend_port: Port = Field(80, alias="backendPort", description="backend HTTP port; a change replaces it")
     bandwidth: Annotated[int, _rule(clb.BANDWIDTH)] = Field(
         clb.BANDWIDTH_PAY_BY_TRAFFIC, description="-1 (unlimited; pay-by-traffic internet LBs), else Mbit/s")
-    scheduler: Annotated[str, _rule(clb.SCHEDULERS)] = Field("wrr", description="`wrr` or `rr`")
+    scheduler: Annotated[str, _rule(clb.SCHEDULERS)] = Field(
+        "wrr", description="weighted round robin, round robin, weighted least connections")
     tls_cipher_policy: Annotated[str, _rule(clb.Choice(
         tuple(p for p in clb.TLS_POLICIES if p not in clb.WEAK_TLS_POLICIES),
         clb.TLS_POLICY_SOURCE))] = Field(
