@@ -16,7 +16,7 @@ from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import ClientSpec, Revocation, Subject, Validity
 from pki.operator_cert import load_operator_certificate
-from pki.revocation import ca_epochs, revocation_crls
+from pki.revocation import ca_epochs, retired_fingerprints, revocation_crls
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class PkiSpec:
     revocations: tuple[Revocation, ...] = ()
     ca_generation: int = 1
     ca_key_type: KeyType = KeyType.RSA_2048
-    crl_days: int = 30
+    crl_days: int = 30  # unused: CRLs run until the CA's end (nothing would re-sign them); kept for callers
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +57,8 @@ class PkiMaterial:
     clients: dict[str, Issued]  # the clients the current CA serves (never the revoked)
     revoked: tuple[str, ...]
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    # SHA-256 (hex) of every CA certificate this stack trusted before and trusts no more
+    retired_ca_fingerprints: tuple[str, ...] = ()
 
     @cached_property
     def crl_pem(self) -> str:
@@ -75,7 +77,9 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
     by_name = {c.name: c for c in spec.clients}
     epochs = ca_epochs(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
                        key_type=spec.ca_key_type, revocations=spec.revocations)
-    crls = revocation_crls(epochs, spec.revocations, by_name, days=spec.crl_days)
+    crls = revocation_crls(epochs, spec.revocations, by_name)
+    retired = retired_fingerprints(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
+                                   key_type=spec.ca_key_type, revocations=spec.revocations)
     ca = epochs[-1]
     revoked = tuple(r.name for r in spec.revocations)
     if spec.server.operator is None:
@@ -86,4 +90,4 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
         server = load_operator_certificate(op.chain_pem, op.key_pem, passphrase=op.passphrase,
                                            domains=list(spec.server.names), today=today)
     clients = {c.name: ca.issue_client(c) for c in spec.clients if c.name not in revoked}
-    return PkiMaterial(ca, server, spec.server.operator is None, clients, revoked, crls)
+    return PkiMaterial(ca, server, spec.server.operator is None, clients, revoked, crls, retired)
