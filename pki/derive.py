@@ -9,6 +9,7 @@ check the key with another det-keygen implementation.
 from __future__ import annotations
 
 import enum
+import functools
 import hmac
 import string
 from typing import Final
@@ -113,7 +114,9 @@ def det_keygen_seed(seed: Seed, key_type: KeyType, label: Label) -> bytes:
     return seed.digest(("det-keygen", key_type.value, *label))
 
 
+@functools.lru_cache(maxsize=1024)
 def derive_rsa_key(seed: Seed, label: Label, bits: int) -> rsa.RSAPrivateKey:
+    """Cached: a plan and the retired CAs of plan-diff's two sides derive the same keys again."""
     if bits not in (2048, 3072, 4096):
         raise PkiError(f"RSA key size {bits} is not supported; allowed: 2048, 3072, 4096")
     key_type = KeyType.rsa(bits, setting="RSA key size")

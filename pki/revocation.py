@@ -6,11 +6,11 @@ clients never revoked; clients holding an older epoch's certificate stop passing
 once the listener trusts the new CA. For verifiers that do check CRLs, each earlier epoch also
 publishes a CRL listing the serials it had issued to clients revoked since.
 
-Every CA this stack trusted before and trusts no more is re-derivable from the seed and the config:
-the earlier epochs of this generation and every epoch of the earlier generations. Their
-fingerprints are published (`retired_ca_fingerprints`) so tooling can refuse a plan whose CA is one
-of them: dropping the last revocation, or lowering `caGeneration`, re-derives exactly such a CA.
-Any other edit of the history (dropping an earlier entry, reordering) yields a CA never seen.
+Every CA this stack trusted before and trusts no more, and that one edit could bring back, is
+re-derivable from the seed and the config (retired_labels). Their fingerprints are published
+(`retired_ca_fingerprints`) so tooling refuses a plan whose CA is one of them: un-revoking (deleting
+any revoked entry) and lowering `caGeneration` re-derive exactly such CAs. Reordering the history
+gives a CA never seen, which issues only clients never revoked.
 """
 
 from __future__ import annotations
@@ -47,17 +47,33 @@ def ca_epochs(seed: Seed, subject: Subject, validity: Validity, *, generation: i
             for k in range(len(names) + 1)]
 
 
+def retired_labels(generation: int, names: tuple[str, ...]) -> list[tuple[int, tuple[str, ...]]]:
+    """(generation, revoked names) of every CA that a single edit could bring back and that may
+    have issued a certificate now revoked:
+
+    - every earlier epoch of this generation, and every epoch of the earlier ones (dropping the
+      last revocation, lowering caGeneration);
+    - for each revoked name, the epochs of the history without it (un-revoking any entry: the CA
+      of that history may have issued the name's certificate, if the entries were ever reordered).
+
+    So un-revoking by deleting an entry is always refused; with a caGeneration bump in the same
+    change it gives a CA never seen (every client then gets new bundles)."""
+    n = len(names)
+    labels = {(g, names[:k]) for g in range(1, generation) for k in range(n + 1)}
+    labels |= {(generation, names[:k]) for k in range(n)}
+    for j in range(n):
+        dropped = names[:j] + names[j + 1:]
+        labels |= {(generation, dropped[:k]) for k in range(j + 1, n)}
+    labels.discard((generation, names))
+    return sorted(labels, key=lambda label: (label[0], len(label[1]), label[1]))
+
+
 def retired_fingerprints(seed: Seed, subject: Subject, validity: Validity, *, generation: int,
                          key_type: KeyType, revocations: Sequence[Revocation]) -> tuple[str, ...]:
-    """SHA-256 fingerprints of the CAs trusted before and no more: this generation's earlier
-    epochs, and all epochs (for the same revocation history) of generations 1 .. generation-1."""
+    """SHA-256 fingerprints of the CAs trusted before and no more (see retired_labels)."""
     names = tuple(r.name for r in revocations)
-    out = []
-    for g in range(1, generation + 1):
-        last = len(names) if g < generation else len(names) - 1
-        out += [certificate_authority(seed, subject, validity, g, names[:k], key_type).issued.fingerprint
-                for k in range(last + 1)]
-    return tuple(out)
+    return tuple(certificate_authority(seed, subject, validity, g, revoked, key_type).issued.fingerprint
+                 for g, revoked in retired_labels(generation, names))
 
 
 def revoked_client_spec(index: int, revocation: Revocation, clients: Mapping[str, ClientSpec]) -> ClientSpec:
