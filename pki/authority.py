@@ -87,6 +87,12 @@ def history_chain(definition: bytes, generation: int, revoked: Sequence[str]) ->
     return chain
 
 
+def ca_label(subject: Subject, validity: Validity, key_type: KeyType, generation: int,
+             revoked: Sequence[str]) -> Label:
+    """The derivation label of a CA's key: its history chain (so keys can be prefetched)."""
+    return ("ca", generation, history_chain(ca_definition(subject, validity, key_type), generation, revoked).hex())
+
+
 class CertificateAuthority:
     """One CA epoch: (definition, generation, revoked names so far) -> one key, one certificate."""
 
@@ -107,8 +113,8 @@ class CertificateAuthority:
         self.revoked = tuple(revoked)
         self.validity = validity
         self.key_type = key_type
-        chain = history_chain(ca_definition(subject, validity, key_type), generation, self.revoked).hex()
-        self.label: Label = ("ca", generation, chain)
+        self.label: Label = ca_label(subject, validity, key_type, generation, self.revoked)
+        chain = str(self.label[2])
         # The epoch names the CA in its subject, in CLB's certificate name and in the outputs:
         # readable counters plus a short digest, so any change of the CA certificate changes it.
         self.epoch = f"g{generation}.r{len(self.revoked)}.{chain[:6]}"

@@ -9,7 +9,6 @@ check the key with another det-keygen implementation.
 from __future__ import annotations
 
 import enum
-import functools
 import hmac
 import string
 from typing import Final
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from pki import detkeygen
+from pki import detkeygen, keypool
 from pki.errors import PkiError
 
 SEED_BYTES: Final = 32
@@ -114,13 +113,16 @@ def det_keygen_seed(seed: Seed, key_type: KeyType, label: Label) -> bytes:
     return seed.digest(("det-keygen", key_type.value, *label))
 
 
-@functools.lru_cache(maxsize=1024)
-def derive_rsa_key(seed: Seed, label: Label, bits: int) -> rsa.RSAPrivateKey:
-    """Cached: a plan and the retired CAs of plan-diff's two sides derive the same keys again."""
+def rsa_request(seed: Seed, label: Label, bits: int) -> tuple[bytes, int]:
+    """What pki.keypool needs to derive (or prefetch) one RSA key."""
     if bits not in (2048, 3072, 4096):
         raise PkiError(f"RSA key size {bits} is not supported; allowed: 2048, 3072, 4096")
-    key_type = KeyType.rsa(bits, setting="RSA key size")
-    return detkeygen.rsa_key(det_keygen_seed(seed, key_type, label), bits)
+    return det_keygen_seed(seed, KeyType.rsa(bits, setting="RSA key size"), label), bits
+
+
+def derive_rsa_key(seed: Seed, label: Label, bits: int) -> rsa.RSAPrivateKey:
+    """Cached (pki.keypool): a plan and the retired CAs derive the same keys again."""
+    return keypool.rsa_key(*rsa_request(seed, label, bits))
 
 
 def derive_ec_p256_key(seed: Seed, label: Label) -> ec.EllipticCurvePrivateKey:
