@@ -14,6 +14,7 @@ serial) pair names one certificate whatever the configuration (RFC 5280 4.1.2.2)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import REVOCATION_REASONS, ClientSpec, Revocation, Subject, Validity, start_of_day
 
+_Verifier = verification.ClientVerifier | verification.ServerVerifier
 MAX_SERVER_DAYS = 825  # the longest TLS server lifetime any mainstream client still accepts
 CLIENT_URI_FORMAT = "https://slb-mtls.invalid/client/{name}"
 _CRL_NUMBER_HASH_BITS = 128  # below the day number: 20 + 128 bits fit RFC 5280's 20 octets
@@ -120,6 +122,8 @@ class CertificateAuthority:
         self.epoch = f"g{generation}.r{len(self.revoked)}.{chain[:6]}"
         self.subject = subject
         self.name = subject.to_name(f"{subject.common_name} {self.epoch}")
+        self._name_der = self.name.public_bytes()
+        self._verifiers: dict[tuple[dt.datetime, str | None], _Verifier] = {}
         self.private_key = derive_rsa_key(seed, self.label, key_type.rsa_bits)
         public_key = self.private_key.public_key()
         ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
@@ -251,10 +255,9 @@ class CertificateAuthority:
         """Derived from everything the certificate holds but the serial: the issuer's name and key,
         subject, key, validity and extensions. Equal serials from one issuer mean equal content."""
         content = _digest(
-            self.name.public_bytes(), self._key_id, parts.subject.public_bytes(), parts.key_identity,
+            self._name_der, self._key_id, parts.subject.public_bytes(), parts.key_identity,
             parts.validity.not_before.isoformat().encode(), parts.validity.not_after.isoformat().encode(),
-            *(ext.oid.dotted_string.encode() + bytes([critical]) + ext.public_bytes()
-              for ext, critical in parts.extensions),
+            *(_extension_bytes(ext, critical) for ext, critical in parts.extensions),
         )
         serial = derive_serial(self.seed, ("tbs", content.hex()))
         if self._serials.setdefault(serial, content) != content:  # pragma: no cover - 2^-63 odds
@@ -287,21 +290,27 @@ class CertificateAuthority:
         return builder.sign(self.private_key, hashes.SHA256())
 
     def _self_check(self, issued: Issued, *, server_name: str | None = None) -> None:
-        """Verify the leaf as a relying party would, at its start time, before handing it out."""
-        policy = (
-            verification.PolicyBuilder()
-            .store(verification.Store([self.certificate]))
-            .time(issued.certificate.not_valid_before_utc)
-        )
+        """Verify the leaf as a relying party would, at its start time, before handing it out.
+        Verifiers are kept per (time, name): clients mostly share their first day."""
+        at = issued.certificate.not_valid_before_utc
+        verifier = self._verifiers.get((at, server_name))
+        if verifier is None:
+            policy = verification.PolicyBuilder().store(verification.Store([self.certificate])).time(at)
+            verifier = self._verifiers[(at, server_name)] = (
+                policy.build_client_verifier() if server_name is None
+                else policy.build_server_verifier(x509.DNSName(server_name)))
         try:
-            if server_name is not None:
-                policy.build_server_verifier(x509.DNSName(server_name)).verify(issued.certificate, [])
-            else:
-                policy.build_client_verifier().verify(issued.certificate, [])
+            verifier.verify(issued.certificate, [])
         except verification.VerificationError as exc:  # pragma: no cover - a bug, not bad input
             raise AssertionError(f"issued certificate failed its self-check: {exc}") from exc
         if issued.private_key is not None and issued.private_key.public_key() != issued.certificate.public_key():
             raise AssertionError("issued certificate does not match its key")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=256)
+def _extension_bytes(ext: x509.ExtensionType, critical: bool) -> bytes:
+    """An extension as the serial's input; cached: EKU and key usage repeat for every client."""
+    return ext.oid.dotted_string.encode() + bytes([critical]) + ext.public_bytes()
 
 
 def _client_key_label(spec: ClientSpec) -> Label:
