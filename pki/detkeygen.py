@@ -10,6 +10,7 @@ cost of pure-Python Miller-Rabin.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Final
 
 import gmpy2
@@ -85,19 +86,45 @@ class _HmacDrbg:
         self._mac = _Hmac(self._mac(self._v + b"\x00"))
         self._v = self._mac(self._v)
 
+    def rsa_candidates(self, nbytes: int) -> Iterator[gmpy2.mpz]:
+        """Steps 8-12, then 13.1-13.2 (= 15-16, 20.1-20.2, 23.1-23.2) before every later one:
+        the same operation whatever the outcome, so the candidates form one fixed stream. The
+        hot loop of RSA keygen: HMACs inlined, locals only."""
+        first = True
+        ipad, opad, sha256 = _IPAD, _OPAD, hashlib.sha256
+        mac, v = self._mac, self._v
+        inner, outer = mac._inner, mac._outer
+        last = nbytes - 1
+        while True:
+            if not first:
+                h = inner.copy()
+                h.update(v + b"\x00")
+                o = outer.copy()
+                o.update(h.digest())
+                padded = o.digest().ljust(64, b"\0")
+                inner, outer = sha256(padded.translate(ipad)), sha256(padded.translate(opad))
+                h = inner.copy()
+                h.update(v)
+                o = outer.copy()
+                o.update(h.digest())
+                v = o.digest()
+            first = False
+            temp = bytearray()
+            while len(temp) < nbytes:
+                h = inner.copy()
+                h.update(v)
+                o = outer.copy()
+                o.update(h.digest())
+                v = o.digest()
+                temp += v
+            temp[0] |= 0b1100_0000
+            temp[last] |= 0b0000_0111
+            yield gmpy2.mpz(int.from_bytes(temp[:nbytes], "big"))
+
 
 def _check_seed(seed: bytes) -> None:
     if len(seed) < 16:
         raise PkiError(f"det-keygen seed: at least 16 bytes required, got {len(seed)}")
-
-
-def _is_prime(t: int) -> bool:
-    """Trial division by the primes below 2^16, then BPSW (no known pseudoprime; negligible error)."""
-    return (
-        gmpy2.gcd(t, _PRIMORIAL_SMALL) == 1
-        and gmpy2.gcd(_PRIMORIAL_LARGE % t, t) == 1
-        and bool(gmpy2.is_strong_bpsw_prp(t))
-    )
 
 
 def rsa_key(seed: bytes, bits: int) -> rsa.RSAPrivateKey:
@@ -105,22 +132,15 @@ def rsa_key(seed: bytes, bits: int) -> rsa.RSAPrivateKey:
     _check_seed(seed)
     if bits < 2048 or bits > 65520 or bits % 16:
         raise PkiError(f"det-keygen RSA: {bits} bits; a multiple of 16 from 2048 to 65520 required")
-    drbg = _HmacDrbg(seed, b"det RSA key gen" + bits.to_bytes(2, "big"))
-    half = bits // 16  # bytes per prime candidate
-    first = True
+    candidates = _HmacDrbg(seed, b"det RSA key gen" + bits.to_bytes(2, "big")).rsa_candidates(bits // 16)
+    gcd, bpsw, small, large = gmpy2.gcd, gmpy2.is_strong_bpsw_prp, _PRIMORIAL_SMALL, _PRIMORIAL_LARGE
 
     def prime() -> int:
-        nonlocal first
-        while True:
-            if not first:
-                drbg.advance()  # steps 13.1-13.2, 15-16, 20.1-20.2, 23.1-23.2
-            first = False
-            temp = drbg.generate(half)[:half]
-            temp[0] |= 0b1100_0000
-            temp[half - 1] |= 0b0000_0111
-            t = int.from_bytes(temp, "big")
-            if _is_prime(t):
-                return t
+        """Step 13: the next candidate that is prime (trial division, then BPSW)."""
+        for t in candidates:
+            if gcd(t, small) == 1 and gcd(large % t, t) == 1 and bpsw(t):
+                return int(t)
+        raise AssertionError("unreachable: the candidate stream is endless")  # pragma: no cover
 
     while True:
         p = prime()
