@@ -43,9 +43,9 @@ plan-diff: $(STAMP)
 	$(PY) -m slbmtls diff "$(BEFORE)" "$(AFTER)" $(if $(STEPS_JSON),--steps-json "$(STEPS_JSON)")
 
 bundle: $(STAMP)
-	@test -n "$(CLIENT)" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file]" >&2; exit 2; }
+	@test -n "$(CLIENT)" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file] [PLAIN_KEY=1]" >&2; exit 2; }
 	$(PY) -m slbmtls bundle --stack $(STACK) --client $(CLIENT) --out $(or $(OUT),bundles/$(STACK)/$(CLIENT)) \
-		$(if $(LEGACY),--legacy) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE))
+		$(if $(LEGACY),--legacy) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE)) $(if $(PLAIN_KEY),--plain-key)
 
 inspect: $(STAMP)
 	@test -n "$(FILE)" || { echo "usage: make inspect FILE=path [PASSWORD_FILE=file]" >&2; exit 2; }

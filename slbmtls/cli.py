@@ -174,7 +174,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
     password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
     files = write_client_bundle(
         Path(args.out), args.client, issued, material.ca.certificate, material.crl_pem,
-        password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN,
+        password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN, plain_key=args.plain_key,
     )
     for path in files.paths:
         print(f"wrote {path} (0600)")
@@ -218,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--out", required=True)
     b.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Windows/macOS")
     b.add_argument("--password-file")
+    b.add_argument("--plain-key", action="store_true", help="also write NAME.plain.key, unencrypted (0600)")
     b.set_defaults(func=cmd_bundle)
     i = sub.add_parser("inspect", help="summarise a certificate, CSR, CRL or PKCS#12 file")
     i.add_argument("file")
