@@ -135,8 +135,11 @@ CASES: list[tuple[str, Any, str]] = [
      "slb-mtls:clients[0].email: 'alice' is not allowed; expected an ASCII email address"),
     ("email-non-ascii", put("clients", [{"name": "alice", "email": "älice@example.com"}]),
      "slb-mtls:clients[0].email: 'älice@example.com' is not allowed; expected an ASCII email address"),
-    ("revoked-unknown", put("revoked", ["mallory"]),
-     "slb-mtls:revoked[0]: 'mallory' is not a configured client; known clients: alice, bob, build-agent"),
+    ("revoked-details-while-listed", put("revoked", [{"name": "bob", "keyType": "ec-p256"}]),
+     "slb-mtls:revoked[0]: 'bob' is still in slb-mtls:clients, which holds its details; remove keyType here"),
+    ("revoked-twice", put("revoked", ["bob", "bob"]), "slb-mtls:revoked[1]: 'bob' is revoked twice"),
+    ("crl-days-gone", put("pki.crlDays", 30),
+     "slb-mtls:pki.crlDays: 30 is not allowed; expected nothing: CRLs now stay valid until the CA's last day"),
     ("revoked-reason", put("revoked", [{"name": "bob", "reason": "grumpy"}]),
      "slb-mtls:revoked[0].reason: 'grumpy' is not allowed; expected one of unspecified, keyCompromise"),
     ("revoked-future", put("revoked", [{"name": "bob", "date": "2026-12-01"}]),
@@ -216,6 +219,18 @@ def test_the_dev_and_prod_stacks_are_valid(stack: str) -> None:
     config = parse_stack_config(raw, "cn-hangzhou", project="slb-mtls", stack=stack, secrets=GOOD_SECRETS, today=TODAY)
     assert config.load_balancer_name == {"dev": "slb-mtls-dev", "prod": "slb-mtls-prod"}[stack]
     assert config.pki.ca_key_type.rsa_bits in (2048, 4096)  # what CLB accepts for uploads
+
+
+def test_a_revoked_client_may_leave_clients_keeping_its_details() -> None:
+    def departed(raw: dict[str, Any]) -> None:
+        raw["clients"] = [c for c in raw["clients"] if c["name"] != "alice"]
+        raw["revoked"] = [{"name": "alice", "email": "alice@example.com", "reason": "affiliationChanged"}]
+    config = parse(departed)
+    (revocation,) = config.pki.revocations
+    assert revocation.client is not None and revocation.client.email == "alice@example.com"
+    assert revocation.client.validity == config.pki.clients[0].validity  # same defaults as clients
+    listed = parse(put("revoked", ["bob"]))
+    assert listed.pki.revocations[0].client is None  # clients holds its details
 
 
 def test_unquoted_yaml_dates_are_dates() -> None:

@@ -173,8 +173,9 @@ def test_outputs(dev: Plan) -> None:
     assert out["address"].startswith("203.0.113.")
     assert out["listenerId"] == dev.one(LISTENER).id
     assert set(out["clients"]) == {"alice", "bob", "build-agent"}
-    assert isinstance(out["clientPrivateKeyPems"], Secret)
+    assert "clientPrivateKeyPems" not in out  # client keys stay out of state: make bundle re-derives them
     assert out["revokedClients"] == [] and out["caEpoch"].startswith("g1.r0.")
+    assert out["retiredCaFingerprints"] == []  # nothing trusted before, nothing retired
 
 
 def test_nothing_secret_in_the_clear(dev: Plan, prod: Plan) -> None:
@@ -182,7 +183,8 @@ def test_nothing_secret_in_the_clear(dev: Plan, prod: Plan) -> None:
         text = json.dumps(plan.to_json(show_secrets=False))
         assert "PRIVATE KEY" not in text
         assert TEST_SEED not in text
-        assert text.count(SECRET_MARK) == 2  # the server key input and the client keys output
+        assert text.count(SECRET_MARK) == 1  # the server key input: the only private key in state
+        assert not any(isinstance(v, Secret) for v in plan.outputs.values())
         revealed = json.dumps(plan.to_json(show_secrets=True))
         assert "PRIVATE KEY" in revealed and TEST_SEED not in revealed
 
