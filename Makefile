@@ -9,7 +9,8 @@ STACK ?= dev
 # The user's values reach commands only through the environment ("$$STACK"), never pasted into
 # recipe text, where `make plan 'STACK=dev; echo INJECTED'` ran the injected command. $(value ...)
 # takes each as typed, so a value like $(shell ...) is not expanded by make either.
-USER_VARS := STACK PLAN_JSON OVERWRITE BEFORE AFTER CLIENT OUT LEGACY PASSWORD_FILE FILE REPORT_JSON KEEP
+USER_VARS := STACK PLAN_JSON OVERWRITE BEFORE AFTER STEPS_JSON CLIENT OUT LEGACY PASSWORD_FILE PLAIN_KEY FILE \
+             REPORT_JSON KEEP
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 # A stack name as `pulumi stack` accepts it; checked before any tool sees it.
@@ -49,14 +50,14 @@ plan: $(STAMP)
 	$(PY) -m slbmtls plan --stack="$$STACK" $${PLAN_JSON:+--json="$$PLAN_JSON"} $${OVERWRITE:+--overwrite}
 
 plan-diff: $(STAMP)
-	@test -n "$$BEFORE" -a -n "$$AFTER" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json" >&2; exit 2; }
-	$(PY) -m slbmtls diff -- "$$BEFORE" "$$AFTER"
+	@test -n "$$BEFORE" -a -n "$$AFTER" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json [STEPS_JSON=steps.json]" >&2; exit 2; }
+	$(PY) -m slbmtls diff $${STEPS_JSON:+--steps-json="$$STEPS_JSON"} -- "$$BEFORE" "$$AFTER"
 
 bundle: $(STAMP)
-	@test -n "$$CLIENT" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file]" >&2; exit 2; }
+	@test -n "$$CLIENT" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file] [PLAIN_KEY=1]" >&2; exit 2; }
 	@$(CHECK_STACK)
 	$(PY) -m slbmtls bundle --stack="$$STACK" --client="$$CLIENT" --out="$${OUT:-bundles/$$STACK/$$CLIENT}" \
-		$${LEGACY:+--legacy} $${PASSWORD_FILE:+--password-file="$$PASSWORD_FILE"}
+		$${LEGACY:+--legacy} $${PASSWORD_FILE:+--password-file="$$PASSWORD_FILE"} $${PLAIN_KEY:+--plain-key}
 
 inspect: $(STAMP)
 	@test -n "$$FILE" || { echo "usage: make inspect FILE=path [PASSWORD_FILE=file]" >&2; exit 2; }

@@ -1,5 +1,11 @@
 """`pulumi preview --policy-pack policy`: the slb-mtls guard rails."""
 
+import sys
+from pathlib import Path
+
+# The pack judges by the project's own statement of CLB's contract (slbmtls/clb.py, no dependencies).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from pulumi_policy import PolicyPack
 from rules import POLICIES
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 from pki import PkiError, PkiMaterial, Profile, Seed, build_material, write_client_bundle
 from pki.files import check_target, read_small_file, write_private_file
 from pki.inspect import describe
+from slbmtls.clock import ClockError
 from slbmtls.config import (
     NAMESPACE,
     SECRET_KEYS,
@@ -162,6 +164,25 @@ def cmd_diff(args: argparse.Namespace) -> None:
 
     documents = [read_plan_document(path, what) for path, what in ((args.before, "BEFORE"), (args.after, "AFTER"))]
     print(diff_documents(documents[0], documents[1]).render())
+    _replay(documents[0], documents[1], args.steps_json)
+
+
+def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | None) -> None:
+    """The update's steps against the CLB emulator. The preview above stays on stdout as the
+    README shows it; the replay's verdict goes to stderr, and any refusal fails the command."""
+    from slbmtls.replay import replay, write_steps_json
+
+    result = replay(before, after)
+    print(result.render(), file=sys.stderr)
+    if steps_json:
+        try:
+            write_steps_json(steps_json, json.dumps(result.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            reason = {errno.ELOOP: "it is a symbolic link, which is not followed",
+                      errno.ENXIO: "it is not a regular file"}.get(exc.errno or 0, exc.strerror or str(exc))
+            raise UserError(f"STEPS_JSON={steps_json}: cannot write it: {reason}") from None
+    if not result.ok:
+        raise SystemExit(1)
 
 
 def read_plan_document(path: str, what: str) -> dict[str, Any]:
@@ -194,6 +215,16 @@ def plan_shape_problem(document: Any) -> str | None:
         for key, kind in (("type", str), ("name", str), ("inputs", dict)):
             if not isinstance(res.get(key), kind):
                 return f"resources[{index}].{key} is missing or not a JSON {'string' if kind is str else 'object'}"
+        for key in ("id", "parent"):
+            if res.get(key) is not None and not isinstance(res[key], str):
+                return f"resources[{index}].{key} is not a JSON string"
+        options = res.get("options")
+        if options is not None:
+            if not isinstance(options, dict):
+                return f"resources[{index}].options is not a JSON object"
+            depends = options.get("dependsOn", [])
+            if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+                return f"resources[{index}].options.dependsOn is not a list of resource names"
     return None
 
 
@@ -245,7 +276,7 @@ def cmd_bundle(args: argparse.Namespace) -> None:
     with _terminate_cleanly():
         files = write_client_bundle(
             Path(args.out), args.client, issued, material.ca.certificate, material.crl_pem,
-            password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN,
+            password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN, plain_key=args.plain_key,
         )
     for path in files.paths:
         print(f"wrote {path} (0600)")
@@ -279,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = sub.add_parser("diff", help="what changes between two plan JSON files, as a preview shows it")
     d.add_argument("before")
     d.add_argument("after")
+    d.add_argument("--steps-json", help="also write the replayed steps as JSON to this file (0600)")
     d.set_defaults(func=cmd_diff)
     b = sub.add_parser("bundle", help="write a client's PKCS#12 and PEM files")
     b.add_argument("--stack", default="dev")
@@ -286,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--out", required=True)
     b.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Windows/macOS")
     b.add_argument("--password-file")
+    b.add_argument("--plain-key", action="store_true", help="also write NAME.plain.key, unencrypted (0600)")
     b.set_defaults(func=cmd_bundle)
     i = sub.add_parser("inspect", help="summarise a certificate, CSR, CRL or PKCS#12 file")
     i.add_argument("file")
@@ -299,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         today()  # SLB_MTLS_TODAY is the environment's, not the stack's: report it as such, first
-    except ConfigError as exc:
+    except ClockError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -22,6 +22,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from slbmtls import program
+from slbmtls.emulator import ClbError, Emulator
 
 _SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -42,6 +43,8 @@ class PlannedResource:
     id: str
     parent: str | None
     inputs: dict[str, Any]
+    # resource options the engine acts on: deleteBeforeReplace, protect, dependsOn (names)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,7 +70,7 @@ class Plan:
             "stack": self.stack,
             "resources": [
                 {"type": r.type, "name": r.name, "id": r.id, "parent": r.parent,
-                 "inputs": reveal(r.inputs, show_secrets)}
+                 "inputs": reveal(r.inputs, show_secrets), "options": r.options}
                 for r in self.resources
             ],
             "outputs": reveal(self.outputs, show_secrets),
@@ -112,10 +115,21 @@ class PlanMocks(pulumi.runtime.Mocks):
 
     def __init__(self, region: str) -> None:
         self.region = region
+        self.emulator = Emulator()
+        self.refusals: list[ClbError] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         if not args.custom:
             return None, {}
+        rid, state = self._mock(args)
+        try:  # what CLB would answer; collected, and raised once the program has run
+            self.emulator.create(args.typ, args.name, str(rid), reveal(_from_wire(dict(args.inputs)), True),
+                                 keep_refused=True)
+        except ClbError as refusal:
+            self.refusals.append(refusal)
+        return rid, state
+
+    def _mock(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         kind = args.typ.rsplit(":", 1)[-1]
         if kind == "Listener":  # CLB's own format: <lb id>:<protocol>:<port>
@@ -151,14 +165,18 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             inputs = _from_wire(json_format.MessageToDict(request.object))
             parent = request.parent.rsplit("::", 1)[-1] if request.parent else None
-            self.recorded.append(PlannedResource(request.type, request.name, response.id or "", parent, inputs))
+            options = {"protect": bool(request.protect), "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                       "dependsOn": sorted({urn.rsplit("::", 1)[-1] for urn in request.dependencies})}
+            self.recorded.append(PlannedResource(request.type, request.name, response.id or "", parent, inputs,
+                                                 options))
         return response
 
 
 def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]) -> Plan:
     """One fresh program run. Raises pulumi.RunError for invalid configuration."""
     region = config.get("alicloud:region", "")
-    monitor = RecordingMonitor(PlanMocks(region))
+    mocks = PlanMocks(region)
+    monitor = RecordingMonitor(mocks)
     pulumi_settings.ROOT.set(None)  # a new root stack for every run
     pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -176,6 +194,8 @@ def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]
         _sync_await(resolve(exported))
 
     _sync_await(run_pulumi_func(body))
+    if mocks.refusals:
+        raise pulumi.RunError("CLB would refuse this plan:\n" + "\n".join(f"  {r}" for r in mocks.refusals))
     # registrations arrive in whatever order their inputs resolve: sort, so plans compare stably
     plan.resources = sorted(monitor.recorded, key=lambda r: (r.parent is not None and r.parent != stack_name(plan),
                                                               r.type, r.name))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from typing import Any
 
 import pulumi
 
-from pki import PkiError, PkiMaterial, build_material, days_left
+from pki import KeyType, PkiError, PkiMaterial, build_material, days_left
+from slbmtls.clock import ClockError
+from slbmtls.clock import today as today  # re-exported: the offline tools read the same clock
 from slbmtls.config import (
     KNOWN_KEYS,
     NAMESPACE,
@@ -24,19 +25,6 @@ from slbmtls.config import (
     parse_stack_config,
     seed_of,
 )
-
-
-def today() -> dt.date:
-    """The one clock read, for expiry diagnostics only: nothing declared depends on it.
-    SLB_MTLS_TODAY=YYYY-MM-DD pins it (tests, reproducing a warning)."""
-    pinned = os.environ.get("SLB_MTLS_TODAY")
-    if not pinned:
-        return dt.datetime.now(dt.UTC).date()
-    try:
-        return dt.date.fromisoformat(pinned)
-    except ValueError:
-        shown = pinned if len(pinned) <= 40 else pinned[:37] + "..."
-        raise ConfigError([f"SLB_MTLS_TODAY={shown!r}: not a date; expected YYYY-MM-DD, or unset it"]) from None
 
 
 def _configured_keys() -> set[str]:
@@ -88,6 +76,8 @@ def prepare() -> tuple[StackConfig, PkiMaterial]:
         raise pulumi.RunError(f"invalid stack configuration:\n{exc}") from None
     except PkiError as exc:
         raise pulumi.RunError(f"invalid stack configuration:\n{NAMESPACE}: {exc}") from None
+    except ClockError as exc:
+        raise pulumi.RunError(str(exc)) from None
     return config, material
 
 
@@ -111,6 +101,19 @@ def report(config: StackConfig, material: PkiMaterial, on: dt.date) -> None:
         if left <= renew:
             state = "expired" if left < 0 else f"expires in {left} days"
             pulumi.log.warn(f"{what} {state} ({cert.not_valid_after_utc:%Y-%m-%d}); to renew: {fix}")
+    ec_clients = [c.name for c in config.pki.clients
+                  if c.key_type is KeyType.EC_P256 and c.csr_pem is None and c.name in material.clients]
+    if ec_clients:
+        # CLB documents RSA for the certificates it holds; for client certificates it says nothing.
+        pulumi.log.warn(
+            f"clients {', '.join(ec_clients)} use EC P-256 keys: whether CLB's mutual TLS accepts EC client "
+            "certificates is not documented; treat them as unverified until `make verify` passes its EC row "
+            "against the live listener (keyType: rsa-2048 is the safe choice)")
+    departed = [r.name for r in config.pki.revocations if r.client is not None]
+    if departed:
+        pulumi.log.warn(
+            f"revoked {', '.join(departed)} not in slb-mtls:clients: the CRLs list the certificate made from the "
+            "details in its revoked entry; check the name is not a typo")
     if material.revoked:
         pulumi.log.warn(
             f"CA epoch {material.ca.epoch}: revoked {', '.join(material.revoked)}. CLB does not check CRLs, "
@@ -146,7 +149,8 @@ def build(name: str = "mtls") -> dict[str, Any]:
         "clientCertificatePems": {n: c.certificate_pem for n, c in material.clients.items()},
         "revokedClients": list(material.revoked),
         "crlPem": material.crl_pem,
-        "clientPrivateKeyPems": pulumi.Output.secret(
-            {n: c.private_key_pem() for n, c in material.clients.items() if c.private_key is not None}
-        ),
+        # every CA certificate this stack trusted and must never trust again: plan-diff and `make up`
+        # refuse a plan whose caFingerprint is here. Client keys are not outputs: `make bundle`
+        # re-derives them, so only the server key (which CLB must hold) is in state.
+        "retiredCaFingerprints": list(material.retired_ca_fingerprints),
     }

@@ -95,7 +95,7 @@ def test_inspect_crl_and_certificate(tmp_path: Path) -> None:
     out = tmp_path / "e"
     assert make("bundle", "CLIENT=build-agent", f"OUT={out}").returncode == 0
     crl = make("inspect", f"FILE={out / 'crl.pem'}")
-    assert "CRL #0 from" in crl.stdout and "0 revoked" in crl.stdout
+    assert "CRL from" in crl.stdout and "revoked:     0" in crl.stdout and "state:       current" in crl.stdout
     cert = make("inspect", f"FILE={out / 'build-agent.crt'}")
     assert "key:         EC secp256r1" in cert.stdout
     assert "URI" not in cert.stdout or "urn:slb-mtls:client:build-agent" in cert.stdout

@@ -154,7 +154,7 @@ def test_bundle_into_a_new_folder_appears_whole(project: Path, tmp_path: Path) -
     (b"line one long\nline two long\n", "more than one line"),
     (b"\n", "empty"),
     (b"", "empty"),
-    (b"short\n", "at least 8 characters"),
+    (b"short\n", "needs at least 20 characters"),
     (b"x" * 5000, "larger than 4096 bytes"),
 ])
 def test_bad_password_files_are_messages(project: Path, tmp_path: Path, content: bytes, message: str,
