@@ -367,6 +367,7 @@ class StackSecrets:
     server_private_key: str | None = None
     server_private_key_is_secret: bool = True
     server_private_key_passphrase: str | None = None
+    server_private_key_passphrase_is_secret: bool = True
 
 
 def parse_stack_config(raw: Mapping[str, Any], region: object, *, project: str, stack: str,
@@ -499,6 +500,9 @@ def _check_secrets(raw: Mapping[str, Any], secrets: StackSecrets) -> list[str]:
     if key is not None and not secrets.server_private_key_is_secret:
         problems.append(f"{NAMESPACE}:serverPrivateKey: stored in plain text; remove it and store it encrypted "
                         "with: pulumi config set --secret serverPrivateKey < server.key")
+    if secrets.server_private_key_passphrase is not None and not secrets.server_private_key_passphrase_is_secret:
+        problems.append(f"{NAMESPACE}:serverPrivateKeyPassphrase: stored in plain text; remove it and store it "
+                        "encrypted with: pulumi config set --secret serverPrivateKeyPassphrase < passphrase-file")
     return problems
 
 

@@ -52,6 +52,8 @@ def read_config() -> tuple[StackConfig, StackSecrets]:
         server_private_key_is_secret=pulumi.runtime.is_config_secret(f"{NAMESPACE}:serverPrivateKey"),
         server_private_key=pulumi.runtime.get_config(f"{NAMESPACE}:serverPrivateKey"),
         server_private_key_passphrase=pulumi.runtime.get_config(f"{NAMESPACE}:serverPrivateKeyPassphrase"),
+        server_private_key_passphrase_is_secret=pulumi.runtime.is_config_secret(
+            f"{NAMESPACE}:serverPrivateKeyPassphrase"),
     )
     region = pulumi.runtime.get_config("alicloud:region")
     config = parse_stack_config(raw, region, project=pulumi.get_project(), stack=pulumi.get_stack(),

@@ -252,6 +252,15 @@ def test_cli_reports_bad_config_without_traceback(tmp_path: Any) -> None:
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
+def test_plain_text_passphrase_is_refused() -> None:
+    secrets = StackSecrets(seed=TEST_SEED, server_private_key="-----BEGIN RSA PRIVATE KEY-----",
+                           server_private_key_passphrase="hunter2-but-longer", server_private_key_passphrase_is_secret=False)
+    with pytest.raises(ConfigError) as info:
+        parse(put("serverCertificate", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"), secrets=secrets)
+    assert any(p.startswith("slb-mtls:serverPrivateKeyPassphrase: stored in plain text") for p in info.value.problems)
+    assert "hunter2" not in str(info.value)
+
+
 def test_plain_text_server_key_is_refused() -> None:
     secrets = StackSecrets(seed=TEST_SEED, server_private_key="-----BEGIN RSA PRIVATE KEY-----",
                            server_private_key_is_secret=False)
