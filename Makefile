@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 STACK ?= dev
 
-.PHONY: venv test lint typecheck unit plan plan-diff bundle inspect rehearse bench up preview clean
+.PHONY: venv test lint typecheck unit plan plan-diff bundle inspect rehearse verify bench up preview clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ inspect: $(STAMP)
 rehearse: $(STAMP)
 	@scripts/need-tools
 	$(PY) -m slbmtls rehearse --stack $(STACK) $(if $(REPORT_JSON),--report-json $(REPORT_JSON)) $(if $(KEEP),--keep)
+
+# Step 7 against the deployed listener: URL defaults to the stack's `url` output (pulumi CLI).
+verify: $(STAMP)
+	$(PY) -m slbmtls verify --stack $(STACK) $(if $(URL),--url $(URL)) $(if $(CLIENT),--client $(CLIENT)) \
+		$(if $(REPORT_JSON),--report-json $(REPORT_JSON)) $(if $(EXPECT_BACKENDS),--expect-backends $(EXPECT_BACKENDS))
 
 bench: $(STAMP)
 	@scripts/need-tools bench

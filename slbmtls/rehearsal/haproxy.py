@@ -25,6 +25,8 @@ def haproxy_config(spec: ListenerSpec, listen_fd: int, backends: Sequence[Backen
     ssl_opts = f"ssl-min-ver {versions[0]} ssl-max-ver {versions[-1]}"  # HAProxy spells them as we do
     if spec.tls_policy in ECDHE_ONLY:
         ssl_opts += " ciphers ECDHE+AESGCM:ECDHE+CHACHA20"
+    elif versions[0] in ("TLSv1.0", "TLSv1.1"):
+        ssl_opts += " ciphers DEFAULT:@SECLEVEL=0"  # OpenSSL 3 offers TLS 1.0/1.1 at level 0 only
     lines = [
         "global",
         f"    stats socket {folder}/admin.sock mode 600 level admin",
@@ -67,7 +69,8 @@ class HAProxy:
     """HAProxy serving `spec` from files in `workdir/<sub>`; stopped by `stop()` or by our death."""
 
     def __init__(self, spec: ListenerSpec, backends: Sequence[Backend], workdir: Workdir,
-                 sub: str = "listener") -> None:
+                 sub: str = "listener", *, edit: Callable[[str], str] | None = None) -> None:
+        """`edit` rewrites the generated configuration (tests serve deliberately wrong listeners)."""
         self.folder = workdir.path / sub
         workdir.write(f"{sub}/ca.pem", spec.ca_pem)
         workdir.write(f"{sub}/server.pem", spec.server_pem)
@@ -76,7 +79,8 @@ class HAProxy:
         self._socket.listen(128)
         self.port = int(self._socket.getsockname()[1])
         fd = self._socket.fileno()
-        config = workdir.write(f"{sub}/haproxy.cfg", haproxy_config(spec, fd, backends, str(self.folder)))
+        text = haproxy_config(spec, fd, backends, str(self.folder))
+        config = workdir.write(f"{sub}/haproxy.cfg", edit(text) if edit else text)
         checked = subprocess.run(["haproxy", "-c", "-q", "-f", str(config)], capture_output=True, text=True,
                                  check=False, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, pass_fds=(fd,))
         if checked.returncode != 0:
