@@ -170,7 +170,7 @@ def nginx(spec: ListenerSpec, served: Any, tmp_path: Path) -> Iterator[Callable[
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*, verify: str = "on", protocols: str = "TLSv1.2") -> int:
-        workdir, backends = served
+        backends = served[1]
         folder = tmp_path / f"nginx-{len(started)}"
         folder.mkdir(mode=0o700)
         (folder / "server.pem").write_text(spec.server_pem)
