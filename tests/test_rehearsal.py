@@ -97,9 +97,13 @@ def test_an_unhandled_input_fails_the_report(monkeypatch: pytest.MonkeyPatch, ca
     assert "listener.stickySession='on': the rehearsal handles one of off only" in capsys.readouterr().out
 
 
+# The process tests rehearse the wrr stack: its 1 s health checks take a backend down and back in ~2 s.
+FAST = ["--project-dir", str(ROOT / "tests" / "rehearsal"), "rehearse", "--stack", "wrr"]
+
+
 def test_two_rehearsals_at_once() -> None:
     """No fixed ports, no port races: two run side by side (and the subprocess smoke test of `rehearse`)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "slbmtls", "rehearse", "--stack", "dev"], cwd=ROOT,
+    procs = [subprocess.Popen([sys.executable, "-m", "slbmtls", *FAST], cwd=ROOT,
                               env={**os.environ, "PKI_SEED": TEST_SEED}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -107,7 +111,7 @@ def test_two_rehearsals_at_once() -> None:
 
 
 def _start_keep(seed: str = TEST_SEED) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "slbmtls", "rehearse", "--stack", "dev", "--keep"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "slbmtls", *FAST, "--keep"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PKI_SEED": seed})
     assert proc.stdout is not None
@@ -146,8 +150,8 @@ def test_keep_prints_the_report_restores_backends_then_cleans_up_on_ctrl_c() -> 
         workdir = _workdir(lines)
         assert all(p.stat().st_mode & 0o777 == 0o600 for p in workdir.rglob("*.key"))
         served = {subprocess.run(["bash", "-c", command + " -sS"], capture_output=True, text=True,
-                                 timeout=30).stdout.strip() for _ in range(4)}
-        assert served == {"backend backend-1", "backend backend-2"}  # backend-2 restored after its check
+                                 timeout=30).stdout.strip() for _ in range(8)}
+        assert served == {"backend backend-1", "backend backend-2", "backend backend-3"}  # restored after its check
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130
         assert not workdir.exists()
@@ -167,40 +171,34 @@ def _gone(workdir: Path, children: list[int]) -> None:
                 and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
 
 
-def test_sigterm_cleans_up_and_the_seed_reaches_no_file_child_or_output() -> None:
+def test_sigterm_and_sigkill_take_haproxy_and_the_folder_and_the_seed_is_nowhere() -> None:
+    """Two KEEP rehearsals at once: one ended by SIGTERM, one by SIGKILL (no handler runs). Before,
+    a known seed is looked for in every child's environ and cmdline and every written file."""
     seed = "5eed" * 16
-    proc, lines = _start_keep(seed)
+    started = [_start_keep(seed), _start_keep()]
     try:
-        workdir = _workdir(lines)
-        children = _children(proc.pid)
-        assert len(children) >= 2  # haproxy and the folder's supervisor
-        for pid in children:
+        (term, term_lines), (kill, kill_lines) = started
+        dirs = [_workdir(term_lines), _workdir(kill_lines)]
+        children = [_children(term.pid), _children(kill.pid)]
+        assert all(len(c) >= 2 for c in children)  # haproxy and the folder's supervisor
+        for pid in children[0]:
             for what in ("environ", "cmdline"):
                 data = Path(f"/proc/{pid}/{what}").read_bytes()
                 assert seed.encode() not in data and b"PKI_SEED" not in data
-        for path in workdir.rglob("*"):
+        for path in dirs[0].rglob("*"):
             if path.is_file():
                 assert seed.encode() not in path.read_bytes(), path
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        assert seed not in "".join(lines) + out + err
-        _gone(workdir, children)
+        term.send_signal(signal.SIGTERM)
+        kill.kill()
+        out, err = term.communicate(timeout=30)
+        kill.wait(timeout=30)
+        assert seed not in "".join(term_lines) + out + err
+        for workdir, pids in zip(dirs, children, strict=True):
+            _gone(workdir, pids)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
-def test_sigkill_of_the_rehearsal_takes_haproxy_and_the_folder_with_it() -> None:
-    proc, lines = _start_keep()
-    try:
-        workdir = _workdir(lines)
-        children = _children(proc.pid)
-        proc.kill()
-        proc.wait(timeout=30)
-        _gone(workdir, children)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        for proc, _ in started:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def _processes_mentioning(text: str) -> list[Path]:

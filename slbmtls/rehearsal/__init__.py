@@ -52,7 +52,7 @@ def rehearse(stack: OfflineStack, *, report_json: str | None = None, keep: bool 
     except SpecError as exc:
         for problem in exc.problems:
             report.add("listener input rehearsed", "modelled, or listed as not modelled", problem, False)
-        print(report.render())
+        _finish(report, report_json)
         return 1
     report.notes += spec.not_modelled
     material = planned.material

@@ -27,7 +27,7 @@ from slbmtls.rehearsal.report import Report
 
 TLS_VERSIONS = {"TLSv1.0": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
                 "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-REFUSED = "refused (handshake or HTTP 4xx)"
+REFUSED = "refused (TLS or 4xx)"
 
 
 @dataclass(frozen=True)
