@@ -23,16 +23,16 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from slbmtls import clb
 from slbmtls.engine import UNKNOWN
 
-LB = "alicloud:slb/applicationLoadBalancer:ApplicationLoadBalancer"
-LISTENER = "alicloud:slb/listener:Listener"
-CA_CERT = "alicloud:slb/caCertificate:CaCertificate"
-SERVER_CERT = "alicloud:slb/serverCertificate:ServerCertificate"
-BACKENDS = "alicloud:slb/backendServer:BackendServer"
+LB = clb.LOAD_BALANCER
+LISTENER = clb.LISTENER
+CA_CERT = clb.CA_CERTIFICATE
+SERVER_CERT = clb.SERVER_CERTIFICATE
+BACKENDS = clb.BACKEND_SERVER
 
-TLS12_POLICIES = frozenset({"tls_cipher_policy_1_2", "tls_cipher_policy_1_2_strict",
-                            "tls_cipher_policy_1_2_strict_with_1_3"})
+TLS12_POLICIES = frozenset(p for p in clb.TLS_POLICIES if p not in clb.WEAK_TLS_POLICIES)
 _WEAK_HASHES = (hashes.MD5, hashes.SHA1, hashes.SHA224)
 
 
@@ -100,8 +100,9 @@ def certificates_are_strong(args: ResourceValidationArgs, report: ReportViolatio
         key = cert.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             report(f"{subject}: {type(key).__name__} key; CLB accepts RSA certificates only.", None)
-        elif key.key_size < 2048:
-            report(f"{subject}: RSA-{key.key_size}; at least 2048 bits are required.", None)
+        elif key.key_size not in clb.UPLOAD_RSA_BITS:
+            allowed = " or ".join(map(str, clb.UPLOAD_RSA_BITS))
+            report(f"{subject}: RSA-{key.key_size}; CLB takes RSA {allowed} ({clb.UPLOAD_RSA_BITS_SOURCE}).", None)
         if cert.signature_hash_algorithm is None or isinstance(cert.signature_hash_algorithm, _WEAK_HASHES):
             name = cert.signature_hash_algorithm.name if cert.signature_hash_algorithm else "none"
             report(f"{subject}: signed with {name}; SHA-256 or better is required.", None)
@@ -150,7 +151,7 @@ POLICIES = [
     ),
     ResourceValidationPolicy(
         name="certificates-rsa2048-sha256-valid",
-        description="Uploaded certificates are RSA 2048+, SHA-256 or better, and not about to expire.",
+        description="Uploaded certificates are RSA 2048 or 4096, SHA-256 or better, and not about to expire.",
         validate=certificates_are_strong,
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=PolicyConfigSchema({"minDaysValid": {"type": "integer", "default": 30}}),

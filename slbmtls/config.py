@@ -1,17 +1,28 @@
-"""The stack's configuration: read once, validated whole, turned into plain typed values.
+"""The stack's configuration, declared once: each option's type, default, allowed values and doc.
 
-This module knows the `slb-mtls:*` keys and CLB's rules, but not the Pulumi runtime: the program feeds
-it what `pulumi.Config` returns, the offline tools feed it `Pulumi.<stack>.yaml`. Every problem is
-reported with the full key, the value and what is allowed, all at once, before anything is declared.
+The pydantic models below are the single declaration. Validation, defaults and the README's key
+table (`reference_markdown`) all come from them; CLB's limits come from `slbmtls.clb`. This module
+does not know the Pulumi runtime: the program feeds it what the engine hands over, the offline tools
+feed it `Pulumi.<stack>.yaml`. Every problem is reported at once, each with the full key, the value
+and what is allowed, before anything is declared.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
 from pki import (
     REVOCATION_REASONS,
@@ -26,10 +37,13 @@ from pki import (
     Subject,
     Validity,
 )
+from slbmtls import clb
+from slbmtls.clock import today as utc_today
 
 NAMESPACE: Final = "slb-mtls"
 SEED_KEY: Final = f"{NAMESPACE}:pkiSeed"
-SEED_COMMAND: Final = "pulumi config set --secret pkiSeed $(openssl rand -hex 32)"
+# Piped, so the seed never appears in the process list.
+SEED_COMMAND: Final = "openssl rand -hex 32 | pulumi config set --secret pkiSeed"
 
 # Alibaba Cloud region ids (public regions, finance clouds included).
 REGIONS: Final = frozenset({
@@ -40,25 +54,11 @@ REGIONS: Final = frozenset({
     "us-east-1", "us-west-1", "na-south-1", "eu-west-1", "eu-central-1", "me-east-1",
     "me-central-1", "cn-shanghai-finance-1", "cn-shenzhen-finance-1", "cn-beijing-finance-1",
 })
-SCHEDULERS: Final = ("rr", "wrr", "wlc")
-TLS_POLICIES: Final = (
-    "tls_cipher_policy_1_0", "tls_cipher_policy_1_1", "tls_cipher_policy_1_2",
-    "tls_cipher_policy_1_2_strict", "tls_cipher_policy_1_2_strict_with_1_3",
-)
-HTTP_CODES: Final = ("http_2xx", "http_3xx", "http_4xx", "http_5xx")
-HEALTH_METHODS: Final = ("head", "get")
-ADDRESS_TYPES: Final = ("internet", "intranet")
-INSTANCE_CHARGE_TYPES: Final = ("PayByCLCU", "PayBySpec")
-INTERNET_CHARGE_TYPES: Final = ("PayByTraffic", "PayByBandwidth")
-LB_SPECS: Final = ("slb.s1.small", "slb.s2.small", "slb.s2.medium", "slb.s3.small", "slb.s3.medium",
-                   "slb.s3.large")
-BACKEND_TYPES: Final = ("ecs", "eni", "eci")
-CLIENT_KEY_TYPES: Final = ("rsa-2048", "rsa-3072", "ec-p256")
-SERVER_KEY_BITS: Final = (2048, 3072, 4096)
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CLIENT_KEY_TYPES: Final = clb.Choice(("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256"),
+                                     "client keys are never uploaded to CLB; EC on CLB is unverified")
+OUR_TAGS: Final = ("managed-by", "stack")  # set by the component on every load balancer
+EARLIEST_DATE: Final = dt.date(2000, 1, 1)
+MAX_CA_COMMON_NAME: Final = 48  # the CA's CN gains an epoch suffix and must stay within X.520's 64
 
 
 class ConfigError(Exception):
@@ -69,66 +69,256 @@ class ConfigError(Exception):
         self.problems = list(problems)
 
 
-# -- the validated model ---------------------------------------------------------------------
+# -- value types: each refuses with "expected <what is allowed>" --------------------------------
+
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI_AND_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_BIDI_AND_CONTROL_BUT_LINES = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
+
+
+def _refuse(expected: str) -> PydanticCustomError:
+    return PydanticCustomError("slb_mtls", "{expected}", {"expected": expected})
 
 
 @dataclass(frozen=True)
-class LoadBalancerConfig:
-    name: str
-    address_type: str = "internet"
-    vswitch_id: str | None = None
-    instance_charge_type: str = "PayByCLCU"
-    spec: str | None = None
-    internet_charge_type: str = "PayByTraffic"
-    delete_protection: bool = False
-    tags: Mapping[str, str] = field(default_factory=dict)
+class _Rule(BeforeValidator):
+    """A validator that also says, for the README's table, what it allows."""
+
+    expected: str = ""
 
 
-@dataclass(frozen=True)
-class HealthCheckConfig:
-    enabled: bool = True
-    uri: str = "/"
-    method: str = "head"
-    http_codes: tuple[str, ...] = ("http_2xx",)
-    interval: int = 2
-    timeout: int = 5
-    healthy_threshold: int = 3
-    unhealthy_threshold: int = 3
-    connect_port: int | None = None
-    domain: str | None = None
+def _rule(rule: clb.IntRange | clb.Choice | clb.Pattern, *, lines: bool = False) -> BeforeValidator:
+    """`lines`: the value is PEM text, so line breaks are allowed (other control characters are not)."""
+    forbidden = _BIDI_AND_CONTROL_BUT_LINES if lines else _BIDI_AND_CONTROL
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and forbidden.search(value):
+            raise _refuse(rule.describe() + " (no control or bidirectional characters)")
+        if not rule.allows(value):
+            raise _refuse(rule.describe())
+        return value
+    return _Rule(check, expected=rule.describe())
 
 
-@dataclass(frozen=True)
-class ListenerConfig:
-    frontend_port: int = 443
-    backend_port: int = 80
-    bandwidth: int = -1
-    scheduler: str = "wrr"
-    tls_cipher_policy: str = "tls_cipher_policy_1_2_strict"
-    http2: bool = True
-    idle_timeout: int = 15
-    request_timeout: int = 60
-    gzip: bool = True
-    health_check: HealthCheckConfig = HealthCheckConfig()
-    forward_slb_ip: bool = False
-    forward_slb_id: bool = False
-    forward_slb_proto: bool = True
+def _text(pattern: str, expected: str, *, lines: bool = False) -> BeforeValidator:
+    return _rule(clb.Pattern(pattern, expected, "slb-mtls"), lines=lines)
 
 
-@dataclass(frozen=True)
-class BackendConfig:
-    instance_id: str
-    weight: int = 100
-    type: str = "ecs"
+def _strict_bool(value: object) -> object:
+    if not isinstance(value, bool):
+        raise _refuse("true or false")
+    return value
 
 
-@dataclass(frozen=True)
-class DemoBackendsConfig:
-    count: int
-    instance_type: str = "ecs.t6-c1m1.large"
-    image_id: str | None = None
-    weight: int = 100
-    zone_id: str | None = None
+def _date(value: object) -> dt.date:
+    """YYYY-MM-DD, quoted or not (YAML reads an unquoted one as a date); never a time of day."""
+    if isinstance(value, dt.datetime):
+        raise _refuse("a date YYYY-MM-DD without a time of day")
+    if isinstance(value, dt.date):
+        day = value
+    elif isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            raise _refuse("a date YYYY-MM-DD") from None
+    else:
+        raise _refuse("a date YYYY-MM-DD")
+    if day < EARLIEST_DATE:
+        raise _refuse(f"a date YYYY-MM-DD from {EARLIEST_DATE} on")
+    return day
+
+
+Bool = Annotated[bool, _Rule(_strict_bool, expected="true or false")]
+Date = Annotated[dt.date, _Rule(_date, expected="a date YYYY-MM-DD (UTC), not in the future")]
+Port = Annotated[int, _rule(clb.PORT)]
+DnsName = Annotated[str, _text(r"(?=.{1,64}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?",
+                               "a lower-case DNS name of at most 64 characters, such as mtls.example.com "
+                               "(no wildcard: clients connect to it)")]
+AltName = Annotated[str, _text(r"(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+"
+                               r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?",
+                               "a lower-case DNS name, optionally starting with *.")]
+Generation = Annotated[int, _rule(clb.IntRange(1, 10_000, "slb-mtls"))]
+
+
+Days825 = Annotated[int, _rule(clb.IntRange(1, 825, "slb-mtls: the longest TLS server lifetime clients accept"))]
+Days3650 = Annotated[int, _rule(clb.IntRange(1, 3650, "slb-mtls"))]
+Days36500 = Annotated[int, _rule(clb.IntRange(1, 36500, "slb-mtls"))]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# -- the settings --------------------------------------------------------------------------------
+
+
+class LoadBalancerConfig(_Section):
+    name: Annotated[str | None, _rule(clb.LOAD_BALANCER_NAME)] = Field(
+        None, description="CLB instance name; default `<project>-<stack>`")
+    address_type: Annotated[Literal["internet", "intranet"], _rule(clb.ADDRESS_TYPES)] = Field(
+        "internet", alias="addressType", description="`internet` or `intranet` (needs `vswitchId`); replaces the LB")
+    vswitch_id: Annotated[str | None, _text(r"vsw-[a-z0-9]{6,40}", "a vSwitch id such as vsw-bp1...")] = Field(
+        None, alias="vswitchId", description="the vSwitch of an intranet load balancer")
+    instance_charge_type: Annotated[str, _rule(clb.INSTANCE_CHARGE_TYPES)] = Field(
+        "PayByCLCU", alias="instanceChargeType",
+        description="`PayByCLCU` (pay-by-spec and shared instances are no longer sold)")
+    internet_charge_type: Annotated[str, _rule(clb.INTERNET_CHARGE_TYPES)] = Field(
+        "PayByTraffic", alias="internetChargeType", description="`PayByTraffic` (the only kind with PayByCLCU)")
+    delete_protection: Bool = Field(False, alias="deleteProtection",
+                                    description="CLB delete protection and Pulumi `protect` on the LB")
+    tags: dict[Annotated[str, _rule(clb.TAG_KEY)], Annotated[str, _rule(clb.TAG_VALUE)]] = Field(
+        default_factory=dict, description=f"up to {clb.MAX_TAGS - len(OUR_TAGS)} tags "
+                                          f"({', '.join(OUR_TAGS)} are set by slb-mtls)")
+
+
+class HealthCheckConfig(_Section):
+    enabled: Bool = Field(True, description="health checks on the backends")
+    uri: Annotated[str, _rule(clb.HEALTH_URI)] = Field("/healthz", description="path checked (not a single `/`)")
+    method: Annotated[str, _rule(clb.HEALTH_METHODS)] = Field("head", description="`head` or `get`")
+    http_codes: tuple[Annotated[str, _rule(clb.HEALTH_HTTP_CODES)], ...] = Field(
+        ("http_2xx",), alias="httpCodes", min_length=1, description="healthy status classes, e.g. [http_2xx]")
+    interval: Annotated[int, _rule(clb.HEALTH_INTERVAL)] = Field(2, description="seconds between checks")
+    timeout: Annotated[int, _rule(clb.HEALTH_TIMEOUT)] = Field(
+        5, description="seconds to wait; at least `interval` (CLB replaces a shorter one)")
+    healthy_threshold: Annotated[int, _rule(clb.HEALTH_THRESHOLD)] = Field(3, alias="healthyThreshold")
+    unhealthy_threshold: Annotated[int, _rule(clb.HEALTH_THRESHOLD)] = Field(3, alias="unhealthyThreshold")
+    connect_port: Annotated[int | None, _rule(clb.HEALTH_CONNECT_PORT)] = Field(
+        None, alias="connectPort", description="default: the backend port")
+    domain: Annotated[str | None, _rule(clb.HEALTH_DOMAIN)] = Field(
+        None, description="Host header of the check; default: the backend's private IP")
+
+
+class XForwardedForConfig(_Section):
+    slb_ip: Bool = Field(False, alias="slbIp", description="add SLB-IP")
+    slb_id: Bool = Field(False, alias="slbId", description="add SLB-ID")
+    slb_proto: Bool = Field(True, alias="slbProto", description="add X-Forwarded-Proto")
+
+
+class ListenerConfig(_Section):
+    frontend_port: Port = Field(443, alias="frontendPort", description="HTTPS port; a change replaces the listener")
+    backend_port: Port = Field(80, alias="backendPort", description="backend HTTP port; a change replaces it")
+    bandwidth: Annotated[int, _rule(clb.BANDWIDTH)] = Field(
+        clb.BANDWIDTH_PAY_BY_TRAFFIC, description="-1 (unlimited; pay-by-traffic internet LBs), else Mbit/s")
+    scheduler: Annotated[str, _rule(clb.SCHEDULERS)] = Field("wrr", description="`wrr` or `rr`")
+    tls_cipher_policy: Annotated[str, _rule(clb.Choice(
+        tuple(p for p in clb.TLS_POLICIES if p not in clb.WEAK_TLS_POLICIES),
+        clb.TLS_POLICY_SOURCE))] = Field(
+        "tls_cipher_policy_1_2_strict", alias="tlsCipherPolicy",
+        description="TLS 1.2 policies or 1.2+1.3 (1.0/1.1 policies refused)")
+    http2: Bool = Field(True, description="HTTP/2 towards clients")
+    idle_timeout: Annotated[int, _rule(clb.IDLE_TIMEOUT)] = Field(15, alias="idleTimeout", description="seconds")
+    request_timeout: Annotated[int, _rule(clb.REQUEST_TIMEOUT)] = Field(
+        60, alias="requestTimeout", description="seconds")
+    gzip: Bool = Field(True, description="compress text responses")
+    health_check: HealthCheckConfig = Field(HealthCheckConfig(), alias="healthCheck")
+    x_forwarded_for: XForwardedForConfig = Field(XForwardedForConfig(), alias="xForwardedFor")
+
+
+class BackendConfig(_Section):
+    instance_id: Annotated[str, _rule(clb.BACKEND_ID)] = Field(alias="instanceId",
+                                                               description="i-..., eni-..., eci-...")
+    weight: Annotated[int, _rule(clb.BACKEND_WEIGHT)] = Field(100, description="0-100; 0 takes it out")
+    type: Annotated[str, _rule(clb.BACKEND_TYPES)] = Field("ecs", description="`ecs`, `eni` or `eci`")
+
+
+class DemoBackendsConfig(_Section):
+    count: Annotated[int, _rule(clb.IntRange(0, clb.MAX_BACKENDS_PER_CALL, "slb-mtls"))] = Field(
+        2, description="ECS instances serving a page that names them (0: none)")
+    instance_type: Annotated[str, _text(r"ecs\.[a-z0-9-]+\.[a-z0-9]+", "an ECS instance type such as ecs.t6-c1m1.large")
+                             ] = Field("ecs.t6-c1m1.large", alias="instanceType")
+    image_id: Annotated[str | None, _text(r"[A-Za-z0-9_.-]{1,128}", "an image id")] = Field(
+        None, alias="imageId", description="default: the newest Alibaba Cloud Linux 3, looked up once")
+    weight: Annotated[int, _rule(clb.BACKEND_WEIGHT)] = Field(100)
+    zone_id: Annotated[str | None, _text(r"[a-z]{2}-[a-z0-9-]+", "a zone id such as cn-hangzhou-h")] = Field(
+        None, alias="zoneId", description="default: a zone with the instance type and an ESSD")
+
+
+_NAME_TEXT: Final = r"[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+
+
+class SubjectConfig(_Section):
+    country: Annotated[str | None, _text(r"[A-Z]{2}", "a two-letter ISO 3166 country code such as CN")] = None
+    state: Annotated[str | None, _text(_NAME_TEXT + "{1,64}", "1-64 characters")] = None
+    locality: Annotated[str | None, _text(_NAME_TEXT + "{1,64}", "1-64 characters")] = None
+    organization: Annotated[str | None, _text(_NAME_TEXT + "{1,64}", "1-64 characters")] = None
+    organizational_unit: Annotated[str | None, _text(_NAME_TEXT + "{1,64}", "1-64 characters")] = Field(
+        None, alias="organizationalUnit")
+    common_name: Annotated[str | None, _text(_NAME_TEXT + f"{{1,{MAX_CA_COMMON_NAME}}}",
+                                             f"1-{MAX_CA_COMMON_NAME} characters")] = Field(
+        None, alias="commonName", description="the CA's name; default `<organization> client CA`")
+
+
+class PkiConfig(_Section):
+    issued: Date = Field(description="the CA's first day (UTC), YYYY-MM-DD; required")
+    ca_generation: Generation = Field(1, alias="caGeneration", description="bump for a new CA key")
+    key_bits: Annotated[int, _Rule(lambda v: _choice_int(v, clb.UPLOAD_RSA_BITS), expected="2048 or 4096")] = Field(
+        2048, alias="keyBits", description="RSA size of the CA and server keys: 2048 or 4096 (CLB takes no 3072)")
+    ca_days: Days36500 = Field(3650, alias="caDays")
+    server_days: Days825 = Field(397, alias="serverDays")
+    client_days: Days3650 = Field(365, alias="clientDays", description="default client lifetime")
+    renew_before_days: Annotated[int, _rule(clb.IntRange(0, 365, "slb-mtls"))] = Field(
+        30, alias="renewBeforeDays", description="warn this many days before an expiry")
+    crl_days: Days3650 = Field(30, alias="crlDays")
+    subject: SubjectConfig = SubjectConfig()
+    server_generation: Generation = Field(1, alias="serverGeneration", description="bump for a new server key")
+    server_issued: Date | None = Field(None, alias="serverIssued", description="default: `issued`")
+    server_alt_names: tuple[AltName, ...] = Field((), alias="serverAltNames")
+
+
+class ClientConfig(_Section):
+    name: Annotated[str, _text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+                               "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    email: Annotated[str | None, _text(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}",
+                                       "an ASCII email address such as alice@example.com")] = None
+    key_type: Annotated[str, _rule(CLIENT_KEY_TYPES)] = Field("rsa-2048", alias="keyType")
+    generation: Generation = Field(1, description="bump for a new key")
+    issued: Date | None = Field(None, description="default: `pki.issued`; set to renew")
+    days: Days3650 | None = Field(None, description="default: `pki.clientDays`")
+    csr: Annotated[str | None, _text(r"\s*-----BEGIN CERTIFICATE REQUEST-----[A-Za-z0-9+/=\s-]+"
+                                     r"-----END CERTIFICATE REQUEST-----\s*", "a PEM certificate signing request",
+                                     lines=True)
+                   ] = Field(None, description="the client keeps its key; gets clientAuth only")
+
+
+class RevocationConfig(_Section):
+    name: Annotated[str, _text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "a client name")]
+    reason: Annotated[str, _rule(clb.Choice(tuple(REVOCATION_REASONS), "RFC 5280 5.3.1"))] = "unspecified"
+    date: Date | None = Field(None, description="default: the CA's first day; not in the future (UTC)")
+
+
+def _revocation(value: object) -> object:
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _choice_int(value: object, allowed: Sequence[int]) -> object:
+    if isinstance(value, bool) or value not in allowed:
+        raise _refuse("one of " + ", ".join(map(str, allowed)))
+    return value
+
+
+class Settings(_Section):
+    """Every `slb-mtls:*` key a stack file may set (secrets apart)."""
+
+    domain: DnsName = Field(description="the DNS name clients use; the server certificate's first name")
+    load_balancer: LoadBalancerConfig = Field(LoadBalancerConfig(), alias="loadBalancer")
+    listener: ListenerConfig = ListenerConfig()
+    backends: tuple[BackendConfig, ...] = Field((), description="existing instances behind the listener")
+    demo_backends: DemoBackendsConfig | None = Field(None, alias="demoBackends",
+                                                     description="the tutorial's demo ECS servers")
+    pki: PkiConfig
+    clients: tuple[ClientConfig, ...] = ()
+    revoked: tuple[Annotated[RevocationConfig, BeforeValidator(_revocation)], ...] = Field(
+        (), description="names or {name, reason, date}, in the order revoked; never reorder")
+    server_certificate: Annotated[str | None, _text(r"\s*-----BEGIN CERTIFICATE-----[\s\S]+",
+                                                    "a PEM certificate chain", lines=True)] = Field(
+        None, alias="serverCertificate", description="a purchased certificate chain (with secret serverPrivateKey)")
+
+
+SECRET_KEYS: Final = ("pkiSeed", "serverPrivateKey", "serverPrivateKeyPassphrase")
+KNOWN_KEYS: Final = (*(f.alias or n for n, f in Settings.model_fields.items()), *SECRET_KEYS)
+
+
+# -- the validated whole -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -137,17 +327,13 @@ class StackConfig:
     stack: str
     region: str
     domain: str
+    load_balancer_name: str
     load_balancer: LoadBalancerConfig
     listener: ListenerConfig
     backends: tuple[BackendConfig, ...]
     demo_backends: DemoBackendsConfig | None
     pki: PkiSpec
     renew_before_days: int
-    revocations: tuple[Revocation, ...]
-
-    @property
-    def client_names(self) -> list[str]:
-        return [c.name for c in self.pki.clients]
 
 
 @dataclass(frozen=True)
@@ -161,135 +347,29 @@ class StackSecrets:
     server_private_key_passphrase: str | None = None
 
 
-# -- reading helpers -------------------------------------------------------------------------
-
-T = TypeVar("T")
-_MISSING: Final = object()
-
-
-class _Reader:
-    """Walks nested config, collecting every problem instead of stopping at the first."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def fail(self, key: str, value: object, allowed: str) -> None:
-        shown = _show(value)
-        self.problems.append(f"{NAMESPACE}:{key}: {shown} is not allowed; expected {allowed}")
-
-    def obj(self, value: object, key: str, known: Sequence[str]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.fail(key, value, "an object with keys " + ", ".join(known))
-            return {}
-        for unknown in sorted(set(value) - set(known)):
-            self.problems.append(f"{NAMESPACE}:{key}.{unknown}: unknown setting; known: {', '.join(known)}")
-        return value
-
-    def int_(self, obj: Mapping[str, Any], key: str, path: str, default: int, lo: int, hi: int,
-             extra: Sequence[int] = ()) -> int:
-        value = obj.get(key, default)
-        ok = isinstance(value, int) and not isinstance(value, bool) and (lo <= value <= hi or value in extra)
-        if not ok:
-            also = "".join(f" or {e}" for e in extra)
-            self.fail(_join(path, key), value, f"an integer {lo}-{hi}{also}")
-            return default
-        return int(value)
-
-    def choice(self, obj: Mapping[str, Any], key: str, path: str, default: T, allowed: Sequence[T]) -> T:
-        value = obj.get(key, default)
-        if value not in allowed:
-            self.fail(_join(path, key), value, "one of " + ", ".join(map(str, allowed)))
-            return default
-        return value  # type: ignore[no-any-return]
-
-    def bool_(self, obj: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
-        value = obj.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(_join(path, key), value, "true or false")
-            return default
-        return value
-
-    def str_(self, obj: Mapping[str, Any], key: str, path: str, default: str | None = None,
-             pattern: re.Pattern[str] | None = None, what: str = "a non-empty string") -> str | None:
-        value = obj.get(key, default)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value or (pattern is not None and not pattern.match(value)):
-            self.fail(_join(path, key), value, what)
-            return default
-        return value
-
-    def date(self, obj: Mapping[str, Any], key: str, path: str, default: dt.date | None) -> dt.date | None:
-        value = obj.get(key, _MISSING)
-        if value is _MISSING or value is None:
-            if default is None:
-                self.problems.append(f"{NAMESPACE}:{_join(path, key)}: required; expected a date YYYY-MM-DD")
-            return default
-        if isinstance(value, dt.date):
-            return value
-        text = str(value)
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            try:
-                return dt.date.fromisoformat(text)
-            except ValueError:
-                pass
-        self.fail(_join(path, key), value, "a date YYYY-MM-DD")
-        return default
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-# -- the top level ---------------------------------------------------------------------------
-
-SECRET_KEYS: Final = ("pkiSeed", "serverPrivateKey", "serverPrivateKeyPassphrase")
-KNOWN_KEYS: Final = ("domain", "loadBalancer", "listener", "backends", "demoBackends", "pki", "clients",
-                     "revoked", "pkiSeed", "serverCertificate", "serverPrivateKey",
-                     "serverPrivateKeyPassphrase")
-
-
 def parse_stack_config(raw: Mapping[str, Any], region: object, *, project: str, stack: str,
-                       secrets: StackSecrets) -> StackConfig:
-    """Validate everything; raise ConfigError listing every problem, or return the typed config."""
-    r = _Reader()
-    for unknown in sorted(set(raw) - set(KNOWN_KEYS)):
-        r.problems.append(f"{NAMESPACE}:{unknown}: unknown setting; known: {', '.join(KNOWN_KEYS)}")
+                       secrets: StackSecrets, today: dt.date | None = None) -> StackConfig:
+    """Validate everything; raise ConfigError listing every problem, or return the typed config.
+    `today` (UTC) bounds the dates: nothing may be issued or revoked in the future."""
+    on = today or utc_today()
+    problems: list[str] = []
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+        raise ConfigError([f"{NAMESPACE}: expected a mapping of setting names to values"])
     if not isinstance(region, str) or region not in REGIONS:
-        r.problems.append(f"alicloud:region: {_show(region)} is not an Alibaba Cloud region; "
-                          f"expected one of {', '.join(sorted(REGIONS))}")
-    domain = r.str_(raw, "domain", "", pattern=_HOSTNAME, what="a DNS name such as mtls.example.com")
-    if "domain" not in raw:
-        r.problems.append(f"{NAMESPACE}:domain: required; the DNS name clients use, e.g. mtls.example.com")
-    load_balancer = _load_balancer(r, raw.get("loadBalancer"), project, stack)
-    listener = _listener(r, raw.get("listener"))
-    backends = _backends(r, raw.get("backends"))
-    demo = _demo_backends(r, raw.get("demoBackends"))
-    if not backends and demo is None:
-        r.problems.append(f"{NAMESPACE}:backends: no backends; list existing instances in "
-                          f"{NAMESPACE}:backends or set {NAMESPACE}:demoBackends: {{count: 2}}")
-    all_weights = [b.weight for b in backends] + ([demo.weight] if demo else [])
-    if all_weights and not any(all_weights):
-        r.problems.append(f"{NAMESPACE}:backends: every weight is 0, so no backend would get traffic")
-    pki_raw = r.obj(raw.get("pki"), "pki", _PKI_KEYS)
-    issued = r.date(pki_raw, "issued", "pki", None)
-    client_days = r.int_(pki_raw, "clientDays", "pki", 365, 1, 3650)
-    clients = _clients(r, raw.get("clients"), issued, client_days)
-    revocations = _revocations(r, raw.get("revoked"), [c.name for c in clients])
-    operator = _operator_certificate(r, raw, secrets)
-    pki_spec, renew = _pki(r, pki_raw, issued, domain, clients, revocations, operator)
-    _check_seed(r, secrets)
-    if r.problems or pki_spec is None or domain is None:
-        raise ConfigError(r.problems)
-    return StackConfig(project, stack, str(region), domain, load_balancer, listener, tuple(backends), demo,
-                       pki_spec, renew, revocations)
+        problems.append(f"alicloud:region: {_show(region)} is not an Alibaba Cloud region; "
+                        f"expected one of {', '.join(sorted(REGIONS))}")
+    settings = _validate(raw, problems)
+    problems += _check_secrets(raw, secrets)
+    if settings is None:
+        raise ConfigError(problems)
+    lb_name = settings.load_balancer.name or f"{project}-{stack}"
+    problems += list(_cross_checks(settings, lb_name, on))
+    pki_spec = None if problems else _pki_spec(settings, _operator_certificate(settings, secrets))
+    if problems or pki_spec is None:
+        raise ConfigError(problems)
+    return StackConfig(project, stack, str(region), settings.domain, lb_name, settings.load_balancer,
+                       settings.listener, settings.backends, settings.demo_backends, pki_spec,
+                       settings.pki.renew_before_days)
 
 
 def seed_of(secrets: StackSecrets) -> Seed:
@@ -298,255 +378,285 @@ def seed_of(secrets: StackSecrets) -> Seed:
     return Seed.from_hex(secrets.seed, setting=SEED_KEY)
 
 
-def _check_seed(r: _Reader, secrets: StackSecrets) -> None:
-    if secrets.seed is None:
-        r.problems.append(f"{SEED_KEY}: required and not set; create it once per stack with:  {SEED_COMMAND}")
-        return
-    if not secrets.seed_is_secret:
-        r.problems.append(f"{SEED_KEY}: stored in plain text; remove it and store it encrypted with:  "
-                          f"{SEED_COMMAND}")
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _key(loc: Sequence[int | str]) -> str:
+    """('listener', 'healthCheck', 'timeout') -> listener.healthCheck.timeout; list indexes as [i]."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_TYPE_WORDS: Final = {
+    "dict_type": "an object", "model_type": "an object", "model_attributes_type": "an object",
+    "list_type": "a list", "tuple_type": "a list", "string_type": "a string", "int_type": "an integer",
+    "bool_type": "true or false", "missing": None,
+}
+
+
+def _validate(raw: Mapping[str, Any], problems: list[str]) -> Settings | None:
+    settings = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
     try:
-        Seed.from_hex(secrets.seed, setting=SEED_KEY)
-    except PkiError as exc:
-        r.problems.append(str(exc))
-
-
-def _load_balancer(r: _Reader, value: object, project: str, stack: str) -> LoadBalancerConfig:
-    known = ("name", "addressType", "vswitchId", "instanceChargeType", "spec", "internetChargeType",
-             "deleteProtection", "tags")
-    obj = r.obj(value, "loadBalancer", known)
-    p = "loadBalancer"
-    address_type = r.choice(obj, "addressType", p, "internet", ADDRESS_TYPES)
-    vswitch_id = r.str_(obj, "vswitchId", p, what="a vSwitch id such as vsw-bp1...")
-    if address_type == "intranet" and not vswitch_id:
-        r.problems.append(f"{NAMESPACE}:loadBalancer.vswitchId: required when addressType is intranet "
-                          "(the vSwitch the private address comes from)")
-    tags = obj.get("tags", {})
-    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-        r.fail("loadBalancer.tags", tags, "a map of string to string")
-        tags = {}
-    return LoadBalancerConfig(
-        name=r.str_(obj, "name", p, f"{project}-{stack}", pattern=re.compile(r"^[\w.\-/]{1,80}$"),
-                    what="1-80 letters, digits, '.', '_', '-', '/'") or f"{project}-{stack}",
-        address_type=address_type,
-        vswitch_id=vswitch_id,
-        instance_charge_type=r.choice(obj, "instanceChargeType", p, "PayByCLCU", INSTANCE_CHARGE_TYPES),
-        spec=r.choice(obj, "spec", p, None, (None, *LB_SPECS)),
-        internet_charge_type=r.choice(obj, "internetChargeType", p, "PayByTraffic", INTERNET_CHARGE_TYPES),
-        delete_protection=r.bool_(obj, "deleteProtection", p, False),
-        tags=dict(tags),
-    )
-
-
-def _listener(r: _Reader, value: object) -> ListenerConfig:
-    known = ("frontendPort", "backendPort", "bandwidth", "scheduler", "tlsCipherPolicy", "http2",
-             "idleTimeout", "requestTimeout", "gzip", "healthCheck", "xForwardedFor")
-    obj = r.obj(value, "listener", known)
-    p = "listener"
-    xff = r.obj(obj.get("xForwardedFor"), "listener.xForwardedFor", ("slbIp", "slbId", "slbProto"))
-    return ListenerConfig(
-        frontend_port=r.int_(obj, "frontendPort", p, 443, 1, 65535),
-        backend_port=r.int_(obj, "backendPort", p, 80, 1, 65535),
-        bandwidth=r.int_(obj, "bandwidth", p, -1, 1, 5120, extra=(-1,)),
-        scheduler=r.choice(obj, "scheduler", p, "wrr", SCHEDULERS),
-        tls_cipher_policy=r.choice(obj, "tlsCipherPolicy", p, "tls_cipher_policy_1_2_strict", TLS_POLICIES),
-        http2=r.bool_(obj, "http2", p, True),
-        idle_timeout=r.int_(obj, "idleTimeout", p, 15, 1, 60),
-        request_timeout=r.int_(obj, "requestTimeout", p, 60, 1, 180),
-        gzip=r.bool_(obj, "gzip", p, True),
-        health_check=_health_check(r, obj.get("healthCheck")),
-        forward_slb_ip=r.bool_(xff, "slbIp", "listener.xForwardedFor", False),
-        forward_slb_id=r.bool_(xff, "slbId", "listener.xForwardedFor", False),
-        forward_slb_proto=r.bool_(xff, "slbProto", "listener.xForwardedFor", True),
-    )
-
-
-def _health_check(r: _Reader, value: object) -> HealthCheckConfig:
-    known = ("enabled", "uri", "method", "httpCodes", "interval", "timeout", "healthyThreshold",
-             "unhealthyThreshold", "connectPort", "domain")
-    p = "listener.healthCheck"
-    obj = r.obj(value, p, known)
-    codes = obj.get("httpCodes", ["http_2xx"])
-    if not isinstance(codes, list) or not codes or any(c not in HTTP_CODES for c in codes):
-        r.fail(f"{p}.httpCodes", codes, "a non-empty list of " + ", ".join(HTTP_CODES))
-        codes = ["http_2xx"]
-    uri = r.str_(obj, "uri", p, "/", pattern=re.compile(r"^/[\x21-\x7e]{0,79}$"),
-                 what="a path of 1-80 printable characters starting with /") or "/"
-    return HealthCheckConfig(
-        enabled=r.bool_(obj, "enabled", p, True),
-        uri=uri,
-        method=r.choice(obj, "method", p, "head", HEALTH_METHODS),
-        http_codes=tuple(dict.fromkeys(codes)),
-        interval=r.int_(obj, "interval", p, 2, 1, 50),
-        timeout=r.int_(obj, "timeout", p, 5, 1, 300),
-        healthy_threshold=r.int_(obj, "healthyThreshold", p, 3, 2, 10),
-        unhealthy_threshold=r.int_(obj, "unhealthyThreshold", p, 3, 2, 10),
-        connect_port=r.int_(obj, "connectPort", p, 0, 1, 65535) if "connectPort" in obj else None,
-        domain=r.str_(obj, "domain", p, pattern=_HOSTNAME, what="a DNS name"),
-    )
-
-
-def _backends(r: _Reader, value: object) -> list[BackendConfig]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        r.fail("backends", value, "a list of {instanceId, weight, type}")
-        return []
-    out = []
-    for i, item in enumerate(value):
-        p = f"backends[{i}]"
-        obj = r.obj(item, p, ("instanceId", "weight", "type"))
-        instance_id = r.str_(obj, "instanceId", p, what="an instance id such as i-bp1...")
-        if "instanceId" not in obj:
-            r.problems.append(f"{NAMESPACE}:{p}.instanceId: required")
-        out.append(BackendConfig(instance_id or "", r.int_(obj, "weight", p, 100, 0, 100),
-                                 r.choice(obj, "type", p, "ecs", BACKEND_TYPES)))
-    ids = [b.instance_id for b in out]
-    for dup in sorted({i for i in ids if ids.count(i) > 1 and i}):
-        r.problems.append(f"{NAMESPACE}:backends: instance {dup!r} is listed more than once")
-    return out
-
-
-def _demo_backends(r: _Reader, value: object) -> DemoBackendsConfig | None:
-    if value is None:
+        return Settings.model_validate(settings)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+            # unions and tagged validators add their own path parts: keep the config's
+            loc = [p for p in loc if p not in ("str", "int", "none", "is-instance[date]", "[key]")]
+            key = _key(loc)
+            kind = error["type"]
+            if kind == "extra_forbidden":
+                problems.append(f"{NAMESPACE}:{key}: unknown setting; known: {_known_at(loc[:-1])}")
+            elif kind == "missing":
+                problems.append(f"{NAMESPACE}:{key}: required; {_required_hint(key)}")
+            elif kind == "slb_mtls":
+                problems.append(f"{NAMESPACE}:{key}: {_show(error['input'])} is not allowed; "
+                                f"expected {error['ctx']['expected']}")
+            else:
+                expected = _TYPE_WORDS.get(kind) or error["msg"].removeprefix("Input should be ")
+                if kind in ("model_type", "model_attributes_type", "dict_type"):
+                    expected = f"an object with keys {_known_at(loc)}"
+                problems.append(f"{NAMESPACE}:{key}: {_show(error['input'])} is not allowed; expected {expected}")
         return None
-    p = "demoBackends"
-    obj = r.obj(value, p, ("count", "instanceType", "imageId", "weight", "zoneId"))
-    count = r.int_(obj, "count", p, 2, 0, 20)
-    if count == 0:
-        return None
-    return DemoBackendsConfig(
-        count=count,
-        instance_type=r.str_(obj, "instanceType", p, "ecs.t6-c1m1.large") or "ecs.t6-c1m1.large",
-        image_id=r.str_(obj, "imageId", p),
-        weight=r.int_(obj, "weight", p, 100, 0, 100),
-        zone_id=r.str_(obj, "zoneId", p),
-    )
 
 
-_PKI_KEYS: Final = ("issued", "caGeneration", "keyBits", "caDays", "serverDays", "clientDays",
-                    "renewBeforeDays", "crlDays", "subject", "serverGeneration", "serverIssued",
-                    "serverAltNames")
-_SUBJECT_KEYS: Final = ("country", "state", "locality", "organization", "organizationalUnit", "commonName")
+def _required_hint(key: str) -> str:
+    return {
+        "domain": "the DNS name clients use, e.g. mtls.example.com",
+        "pki": "at least {issued: YYYY-MM-DD}",
+        "pki.issued": "expected a date YYYY-MM-DD",
+    }.get(key, "see the README's configuration table")
 
 
-def _clients(r: _Reader, value: object, issued: dt.date | None, default_days: int) -> list[ClientSpec]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        r.fail("clients", value, "a list of {name, email, keyType, generation, issued, days, csr}")
-        return []
-    out = []
-    seen: set[str] = set()
-    for i, item in enumerate(value):
-        p = f"clients[{i}]"
-        obj = r.obj(item, p, ("name", "email", "keyType", "generation", "issued", "days", "csr"))
-        name = r.str_(obj, "name", p, pattern=_NAME,
-                      what="1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        if "name" not in obj:
-            r.problems.append(f"{NAMESPACE}:{p}.name: required")
-        if name in seen:
-            r.problems.append(f"{NAMESPACE}:{p}.name: {name!r} is used by another client; names must be unique")
-        seen.add(name or "")
-        key_type = r.choice(obj, "keyType", p, "rsa-2048", CLIENT_KEY_TYPES)
-        csr = r.str_(obj, "csr", p, pattern=re.compile(r"^\s*-----BEGIN CERTIFICATE REQUEST-----"),
-                     what="a PEM certificate signing request")
-        if csr is not None and "keyType" in obj:
-            r.problems.append(f"{NAMESPACE}:{p}: give keyType or csr, not both (with a csr the client's key is used)")
-        client_issued = r.date(obj, "issued", p, issued or dt.date(2000, 1, 1))
-        out.append(ClientSpec(
-            name=name or f"#{i}",
-            validity=Validity(client_issued or dt.date(2000, 1, 1), r.int_(obj, "days", p, default_days, 1, 3650)),
-            email=r.str_(obj, "email", p, pattern=_EMAIL, what="an email address"),
-            key_type=KeyType(key_type),
-            generation=r.int_(obj, "generation", p, 1, 1, 10_000),
-            csr_pem=csr,
-        ))
-    return out
-
-
-def _revocations(r: _Reader, value: object, client_names: list[str]) -> tuple[Revocation, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        r.fail("revoked", value, "a list of client names or {name, reason, date}")
-        return ()
-    out: list[Revocation] = []
-    for i, item in enumerate(value):
-        p = f"revoked[{i}]"
-        obj = {"name": item} if isinstance(item, str) else r.obj(item, p, ("name", "reason", "date"))
-        name = r.str_(obj, "name", p, what="a client name")
-        if name is None:
-            r.problems.append(f"{NAMESPACE}:{p}.name: required")
+def _known_at(loc: Sequence[int | str]) -> str:
+    model: type[BaseModel] = Settings
+    for part in loc:
+        if isinstance(part, int):
             continue
-        if name not in client_names:
-            r.problems.append(f"{NAMESPACE}:{p}: {name!r} is not a configured client; known clients: "
-                              f"{', '.join(client_names) or '(none)'} (keep revoked clients in "
-                              f"{NAMESPACE}:clients so their old certificates can be listed in the CRL)")
-        if name in [o.name for o in out]:
-            r.problems.append(f"{NAMESPACE}:{p}: {name!r} is revoked twice")
-        reason = r.choice(obj, "reason", p, "unspecified", tuple(REVOCATION_REASONS))
-        out.append(Revocation(name, reason, r.date(obj, "date", p, dt.date(1, 1, 1)) if "date" in obj else None))
-    return tuple(out)
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        inner = _model_of(field.annotation) if field else None
+        if inner is None:
+            break
+        model = inner
+    return ", ".join(f.alias or n for n, f in model.model_fields.items())
 
 
-def _operator_certificate(r: _Reader, raw: Mapping[str, Any], secrets: StackSecrets) -> OperatorCertificate | None:
-    chain = raw.get("serverCertificate")
-    if chain is None and secrets.server_private_key is None:
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) + getattr(annotation, "__metadata__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_secrets(raw: Mapping[str, Any], secrets: StackSecrets) -> list[str]:
+    problems: list[str] = []
+    if secrets.seed is None:
+        problems.append(f"{SEED_KEY}: required and not set; create it once per stack with:  {SEED_COMMAND}")
+    else:
+        if not secrets.seed_is_secret:
+            problems.append(f"{SEED_KEY}: stored in plain text; remove it and store it encrypted with:  "
+                            f"{SEED_COMMAND}")
+        try:
+            Seed.from_hex(secrets.seed, setting=SEED_KEY)
+        except PkiError as exc:
+            problems.append(str(exc))
+    chain, key = raw.get("serverCertificate"), secrets.server_private_key
+    if chain is not None and key is None:
+        problems.append(f"{NAMESPACE}:serverPrivateKey: required with serverCertificate; set it with: "
+                        "pulumi config set --secret serverPrivateKey < server.key")
+    if key is not None and chain is None:
+        problems.append(f"{NAMESPACE}:serverCertificate: required with serverPrivateKey; the PEM chain, "
+                        "set with: pulumi config set serverCertificate < fullchain.pem")
+    if key is not None and not secrets.server_private_key_is_secret:
+        problems.append(f"{NAMESPACE}:serverPrivateKey: stored in plain text; remove it and store it encrypted "
+                        "with: pulumi config set --secret serverPrivateKey < server.key")
+    return problems
+
+
+def _cross_checks(s: Settings, lb_name: str, today: dt.date) -> Iterator[str]:
+    """Rules between settings, each reported on the key to change."""
+    def bad(key: str, value: object, expected: str) -> str:
+        return f"{NAMESPACE}:{key}: {_show(value)} is not allowed; expected {expected}"
+
+    lb, listener, hc = s.load_balancer, s.listener, s.listener.health_check
+    if not clb.LOAD_BALANCER_NAME.allows(lb_name):
+        yield bad("loadBalancer.name", lb_name, clb.LOAD_BALANCER_NAME.describe() +
+                  " (the default is <project>-<stack>: set a name)")
+    if lb.address_type == "intranet" and not lb.vswitch_id:
+        yield (f"{NAMESPACE}:loadBalancer.vswitchId: required when addressType is intranet "
+               "(the vSwitch the private address comes from)")
+    if lb.address_type == "internet" and listener.bandwidth != clb.BANDWIDTH_PAY_BY_TRAFFIC:
+        yield bad("listener.bandwidth", listener.bandwidth,
+                  "-1 for an internet load balancer billed PayByTraffic (the only kind with PayByCLCU)")
+    ours = [t for t in lb.tags if t in OUR_TAGS]
+    if ours:
+        yield bad("loadBalancer.tags", ours, f"tags other than {', '.join(OUR_TAGS)} (slb-mtls sets those)")
+    if len(lb.tags) > clb.MAX_TAGS - len(OUR_TAGS):
+        yield bad("loadBalancer.tags", f"{len(lb.tags)} tags",
+                  f"at most {clb.MAX_TAGS - len(OUR_TAGS)} (CLB allows {clb.MAX_TAGS}; slb-mtls sets {len(OUR_TAGS)})")
+    if hc.enabled and hc.timeout < hc.interval:
+        yield bad("listener.healthCheck.timeout", hc.timeout,
+                  f"at least healthCheck.interval ({hc.interval}): CLB silently uses the interval instead")
+    ids = [b.instance_id for b in s.backends]
+    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+        yield f"{NAMESPACE}:backends: instance {dup!r} is listed more than once"
+    demo = s.demo_backends if s.demo_backends and s.demo_backends.count else None
+    total = len(s.backends) + (demo.count if demo else 0)
+    if total == 0:
+        yield (f"{NAMESPACE}:backends: no backends; list existing instances in {NAMESPACE}:backends "
+               f"or set {NAMESPACE}:demoBackends: {{count: 2}}")
+    if total > clb.MAX_BACKENDS_PER_CALL:
+        yield bad("backends", f"{total} backends (with demoBackends.count)",
+                  f"at most {clb.MAX_BACKENDS_PER_CALL}: CLB adds at most {clb.MAX_BACKENDS_PER_CALL} per call")
+    weights = [b.weight for b in s.backends] + ([demo.weight] * demo.count if demo else [])
+    if weights and not any(weights):
+        yield f"{NAMESPACE}:backends: every weight is 0, so no backend would get traffic"
+    yield from _pki_checks(s, today)
+
+
+def _pki_checks(s: Settings, today: dt.date) -> Iterator[str]:
+    def future(key: str, day: dt.date | None) -> Iterator[str]:
+        if day is not None and day > today:
+            yield (f"{NAMESPACE}:{key}: {day.isoformat()!r} is in the future; expected a date on or before "
+                   f"{today.isoformat()} (UTC: dates are UTC days, and UTC+8 is still on the day before until 08:00)")
+
+    pki = s.pki
+    yield from future("pki.issued", pki.issued)
+    yield from future("pki.serverIssued", pki.server_issued)
+    subject = pki.subject
+    if subject.common_name is None and len(_default_common_name(subject)) > MAX_CA_COMMON_NAME:
+        yield (f"{NAMESPACE}:pki.subject.commonName: required when the default "
+               f"{_default_common_name(subject)!r} is longer than {MAX_CA_COMMON_NAME} characters")
+    seen: dict[str, int] = {}
+    for i, client in enumerate(s.clients):
+        folded = client.name.casefold()
+        if folded in seen:
+            yield (f"{NAMESPACE}:clients[{i}].name: {client.name!r} is used by another client "
+                   f"(clients[{seen[folded]}]; names are compared ignoring case); names must be unique")
+        seen.setdefault(folded, i)
+        if client.csr is not None and "keyType" in client.model_fields_set:
+            yield f"{NAMESPACE}:clients[{i}]: give keyType or csr, not both (with a csr the client's key is used)"
+        yield from future(f"clients[{i}].issued", client.issued)
+    names = [c.name for c in s.clients]
+    revoked: list[str] = []
+    for i, revocation in enumerate(s.revoked):
+        if revocation.name not in names:
+            yield (f"{NAMESPACE}:revoked[{i}]: {revocation.name!r} is not a configured client; known clients: "
+                   f"{', '.join(names) or '(none)'} (keep revoked clients in {NAMESPACE}:clients so their "
+                   "old certificates can be listed in the CRL)")
+        if revocation.name in revoked:
+            yield f"{NAMESPACE}:revoked[{i}]: {revocation.name!r} is revoked twice"
+        revoked.append(revocation.name)
+        yield from future(f"revoked[{i}].date", revocation.date)
+        if revocation.date is not None and revocation.date < pki.issued:
+            yield (f"{NAMESPACE}:revoked[{i}].date: {revocation.date.isoformat()!r} is before the CA's first day "
+                   f"{pki.issued.isoformat()}; expected a date from then on")
+
+
+def _default_common_name(subject: SubjectConfig) -> str:
+    return f"{subject.organization or 'slb-mtls'} client CA"
+
+
+def _operator_certificate(s: Settings, secrets: StackSecrets) -> OperatorCertificate | None:
+    if s.server_certificate is None or secrets.server_private_key is None:
         return None
-    if chain is None or not isinstance(chain, str):
-        r.problems.append(f"{NAMESPACE}:serverCertificate: required with serverPrivateKey; the PEM chain, "
-                          "set with: pulumi config set serverCertificate < fullchain.pem")
-        return None
-    if secrets.server_private_key is None:
-        r.problems.append(f"{NAMESPACE}:serverPrivateKey: required with serverCertificate; set it with: "
-                          "pulumi config set --secret serverPrivateKey < server.key")
-        return None
-    if not secrets.server_private_key_is_secret:
-        r.problems.append(f"{NAMESPACE}:serverPrivateKey: stored in plain text; remove it and store it encrypted "
-                          "with: pulumi config set --secret serverPrivateKey < server.key")
-    return OperatorCertificate(chain, secrets.server_private_key, secrets.server_private_key_passphrase)
+    return OperatorCertificate(s.server_certificate, secrets.server_private_key,
+                               secrets.server_private_key_passphrase)
 
 
-def _pki(r: _Reader, obj: dict[str, Any], issued: dt.date | None, domain: str | None,
-         clients: list[ClientSpec], revocations: tuple[Revocation, ...],
-         operator: OperatorCertificate | None) -> tuple[PkiSpec | None, int]:
-    p = "pki"
-    subject_raw = r.obj(obj.get("subject"), "pki.subject", _SUBJECT_KEYS)
-    country = r.str_(subject_raw, "country", "pki.subject", pattern=re.compile(r"^[A-Z]{2}$"),
-                     what="a two-letter ISO 3166 country code such as CN")
-    texts = {k: r.str_(subject_raw, k, "pki.subject", pattern=re.compile(r"^.{1,64}$"),
-                       what="1-64 characters") for k in _SUBJECT_KEYS[1:]}
-    organization = texts["organization"]
-    subject = Subject(
-        common_name=texts["commonName"] or f"{organization or 'slb-mtls'} client CA",
-        country=country, state=texts["state"], locality=texts["locality"],
-        organization=organization, organizational_unit=texts["organizationalUnit"],
+def _pki_spec(s: Settings, operator: OperatorCertificate | None) -> PkiSpec:
+    pki, subject = s.pki, s.pki.subject
+    key_type = KeyType.rsa(pki.key_bits, setting=f"{NAMESPACE}:pki.keyBits")
+    clients = tuple(
+        ClientSpec(
+            name=c.name,
+            validity=Validity(c.issued or pki.issued, c.days or pki.client_days),
+            email=c.email,
+            key_type=KeyType(c.key_type),
+            generation=c.generation,
+            csr_pem=c.csr,
+        )
+        for c in s.clients
     )
-    key_bits = r.choice(obj, "keyBits", p, 2048, SERVER_KEY_BITS)
-    ca_days = r.int_(obj, "caDays", p, 3650, 1, 36500)
-    server_days = r.int_(obj, "serverDays", p, 397, 1, 825)
-    renew = r.int_(obj, "renewBeforeDays", p, 30, 0, 365)
-    crl_days = r.int_(obj, "crlDays", p, 30, 1, 3650)
-    ca_generation = r.int_(obj, "caGeneration", p, 1, 1, 10_000)
-    server_generation = r.int_(obj, "serverGeneration", p, 1, 1, 10_000)
-    server_issued = r.date(obj, "serverIssued", p, issued or dt.date(2000, 1, 1))
-    alt = obj.get("serverAltNames", [])
-    if not isinstance(alt, list) or not all(isinstance(a, str) and _HOSTNAME.match(a) for a in alt):
-        r.fail("pki.serverAltNames", alt, "a list of DNS names")
-        alt = []
-    if issued is None or domain is None or server_issued is None:
-        return None, renew
-    names = tuple(dict.fromkeys([domain, *alt]))
-    key_type = KeyType.rsa(key_bits, setting=f"{NAMESPACE}:pki.keyBits")
-    spec = PkiSpec(
-        subject=subject,
-        ca_validity=Validity(issued, ca_days),
-        server=ServerSpec(names, Validity(server_issued, server_days), server_generation, key_type, operator),
-        clients=tuple(clients),
-        revocations=revocations,
-        ca_generation=ca_generation,
+    return PkiSpec(
+        subject=Subject(
+            common_name=subject.common_name or _default_common_name(subject),
+            country=subject.country, state=subject.state, locality=subject.locality,
+            organization=subject.organization, organizational_unit=subject.organizational_unit,
+        ),
+        ca_validity=Validity(pki.issued, pki.ca_days),
+        server=ServerSpec(tuple(dict.fromkeys([s.domain, *pki.server_alt_names])),
+                          Validity(pki.server_issued or pki.issued, pki.server_days),
+                          pki.server_generation, key_type, operator),
+        clients=clients,
+        revocations=tuple(Revocation(r.name, r.reason, r.date) for r in s.revoked),
+        ca_generation=pki.ca_generation,
         ca_key_type=key_type,
-        crl_days=crl_days,
+        crl_days=pki.crl_days,
     )
-    return spec, renew
+
+
+# -- the README's key table, from the same declaration -------------------------------------------
+
+
+def reference_markdown() -> str:
+    """One row per setting: key, default, what is allowed; generated so the README cannot drift."""
+    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{field.alias or name}"
+            inner = _model_of(field.annotation)
+            if inner is not None and inner is not RevocationConfig and inner is not ClientConfig \
+                    and inner is not BackendConfig:
+                walk(inner, key + ".")
+                continue
+            if inner is not None:
+                walk(inner, key + "[].")
+                continue
+            default = "required" if field.is_required() else _default_text(field.get_default(call_default_factory=True))
+            allowed = _cell(_allowed(field.annotation, field.metadata))
+            rows.append(f"| `{NAMESPACE}:{key}` | {default} | {allowed} | {_cell(field.description or '')} |")
+
+    walk(Settings, "")
+    for secret, meaning in (("pkiSeed", "secret: 64 hex characters, `" + SEED_COMMAND + "`"),
+                            ("serverPrivateKey", "secret: the brought certificate's key (PEM)"),
+                            ("serverPrivateKeyPassphrase", "secret: its passphrase, if encrypted")):
+        rows.append(f"| `{NAMESPACE}:{secret}` | | | {_cell(meaning)} |")
+    return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _allowed(annotation: Any, metadata: Sequence[Any] = ()) -> str:
+    """The `expected` text of the first rule on a field or inside its type (list items, dict values)."""
+    for item in (*metadata, *getattr(annotation, "__metadata__", ())):
+        if isinstance(item, _Rule):
+            return item.expected
+    for arg in getattr(annotation, "__args__", ()):
+        found = _allowed(arg)
+        if found:
+            return ("each " if getattr(annotation, "__origin__", None) in (tuple, dict) else "") + found
+    return ""
+
+
+def _default_text(value: object) -> str:
+    if value is None or value == () or value == {}:
+        return ""
+    if isinstance(value, BaseModel):
+        return ""
+    if isinstance(value, tuple):
+        return "`[" + ", ".join(map(str, value)) + "]`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
+

@@ -10,11 +10,10 @@ import pulumi
 import pulumi_alicloud as alicloud
 
 from pki import PkiMaterial
-from slbmtls.config import DemoBackendsConfig, StackConfig
+from slbmtls import clb
+from slbmtls.config import OUR_TAGS, DemoBackendsConfig, StackConfig
 
 COMPONENT_TYPE = "slb-mtls:index:MutualTlsLoadBalancer"
-# CLB forwards and health-checks from this range; backends need admit nothing else.
-CLB_SOURCE_RANGE = "100.64.0.0/10"
 DEMO_VPC_CIDR = "172.16.0.0/16"
 DEMO_VSWITCH_CIDR = "172.16.1.0/24"
 
@@ -24,16 +23,36 @@ def _on_off(flag: bool) -> str:
 
 
 def demo_user_data(index: int, port: int) -> str:
-    """A cloud-init script: a tiny web server on the backend port whose page names the instance."""
+    """A cloud-init script: a tiny web server on the backend port whose page names the instance.
+
+    Alibaba Cloud Linux 3 ships python3 3.6, so nothing newer than 3.6 may be used here (no
+    `http.server --directory`, no f-strings-with-=, no `ThreadingHTTPServer`)."""
     return f"""#!/bin/sh
 mkdir -p /srv/demo
-printf '<h1>slb-mtls demo backend {index}: %s</h1>\\n' "$(hostname)" > /srv/demo/index.html
+printf 'slb-mtls demo backend {index}: %s\\n' "$(hostname)" > /srv/demo/page.txt
+cat > /srv/demo/serve.py <<'PY'
+# Python 3.6: answer every path (the page and the health check) with the page naming this host.
+import http.server, sys
+BODY = open("/srv/demo/page.txt", "rb").read()
+class Page(http.server.BaseHTTPRequestHandler):
+    def _head(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+    def do_HEAD(self):
+        self._head()
+    def do_GET(self):
+        self._head()
+        self.wfile.write(BODY)
+http.server.HTTPServer(("", int(sys.argv[1])), Page).serve_forever()
+PY
 cat > /etc/systemd/system/slb-mtls-demo.service <<'UNIT'
 [Unit]
 Description=slb-mtls demo backend
 After=network-online.target
 [Service]
-ExecStart=/usr/bin/python3 -m http.server {port} --directory /srv/demo
+ExecStart=/usr/bin/python3 /srv/demo/serve.py {port}
 Restart=always
 [Install]
 WantedBy=multi-user.target
@@ -43,6 +62,14 @@ systemctl enable --now slb-mtls-demo.service
 """
 
 
+def certificate_name(load_balancer_name: str, suffix: str) -> str:
+    """`<lb name>-<suffix>` within CLB's certificate-name rule: the LB name is shortened, never the
+    suffix that makes the name unique."""
+    name = f"{load_balancer_name[: 80 - len(suffix) - 1]}-{suffix}"
+    assert clb.CERTIFICATE_NAME.allows(name), name  # LB names obey the same alphabet and first letter
+    return name
+
+
 class MutualTlsLoadBalancer(pulumi.ComponentResource):
     """A CLB instance with an HTTPS listener that requires client certificates from our CA."""
 
@@ -50,20 +77,19 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        lb_cfg, listener_cfg = config.load_balancer, config.listener
+        lb_cfg, listener_cfg, lb_name = config.load_balancer, config.listener, config.load_balancer_name
 
         internet = lb_cfg.address_type == "internet"
         self.load_balancer = alicloud.slb.ApplicationLoadBalancer(
             f"{name}-clb",
-            load_balancer_name=lb_cfg.name,
+            load_balancer_name=lb_name,
             address_type=lb_cfg.address_type,
             vswitch_id=lb_cfg.vswitch_id,
-            payment_type="PayAsYouGo",
+            payment_type=clb.PAYMENT_TYPE,
             instance_charge_type=lb_cfg.instance_charge_type,
-            load_balancer_spec=lb_cfg.spec if lb_cfg.instance_charge_type == "PayBySpec" else None,
             internet_charge_type=lb_cfg.internet_charge_type if internet else None,
             delete_protection=_on_off(lb_cfg.delete_protection),
-            tags={"managed-by": "slb-mtls", "stack": config.stack, **lb_cfg.tags},
+            tags={**dict(zip(OUR_TAGS, ("slb-mtls", config.stack), strict=True)), **lb_cfg.tags},
             opts=pulumi.ResourceOptions(parent=self, protect=lb_cfg.delete_protection),
         )
 
@@ -74,12 +100,14 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
         self.ca_certificate = alicloud.slb.CaCertificate(
             f"{name}-ca-{ca_fp}",
             ca_certificate=material.ca.issued.certificate_pem,
-            ca_certificate_name=f"{lb_cfg.name}-ca-{material.ca.epoch}-{ca_fp}",
+            ca_certificate_name=certificate_name(lb_name, f"ca-{material.ca.epoch}-{ca_fp}"),
             opts=child,
         )
         server = material.server
+        server_fp = server.fingerprint[:12]
         self.server_certificate = alicloud.slb.ServerCertificate(
-            f"{name}-server-{server.fingerprint[:12]}",
+            f"{name}-server-{server_fp}",
+            name=certificate_name(lb_name, f"server-{server_fp}"),
             server_certificate=server.chain_pem,
             private_key=pulumi.Output.secret(server.private_key_pem()),
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["privateKey"]),
@@ -113,11 +141,13 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
             health_check_connect_port=hc.connect_port if hc.enabled else None,
             health_check_domain=hc.domain if hc.enabled else None,
             x_forwarded_for=alicloud.slb.ListenerXForwardedForArgs(
-                retrive_slb_ip=listener_cfg.forward_slb_ip,
-                retrive_slb_id=listener_cfg.forward_slb_id,
-                retrive_slb_proto=listener_cfg.forward_slb_proto,
+                retrive_slb_ip=listener_cfg.x_forwarded_for.slb_ip,
+                retrive_slb_id=listener_cfg.x_forwarded_for.slb_id,
+                retrive_slb_proto=listener_cfg.x_forwarded_for.slb_proto,
             ),
-            opts=child,
+            # A listener is its (load balancer, port): a create-first replacement (a port change)
+            # would collide with the listener it replaces. Delete first; the preview names the outage.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
         servers: list[Any] = [
@@ -160,42 +190,45 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
             zone_id = demo.zone_id
         else:
             zones = alicloud.get_zones_output(available_resource_creation="VSwitch",
-                                              available_instance_type=demo.instance_type)
+                                              available_instance_type=demo.instance_type,
+                                              available_disk_category=clb.DEMO_SYSTEM_DISK_CATEGORY)
             zone_id = zones.zones.apply(lambda zs: zs[0].id)
         image_id: pulumi.Input[str]
         if demo.image_id:
             image_id = demo.image_id
         else:
-            images = alicloud.ecs.get_images_output(name_regex="^aliyun_3_x64_20G_alibase_",
+            images = alicloud.ecs.get_images_output(name_regex=clb.DEMO_IMAGE_NAME_REGEX,
                                                     owners="system", most_recent=True)
             image_id = images.images.apply(lambda imgs: imgs[0].id)
-        vpc = alicloud.vpc.Network(f"{name}-demo-vpc", vpc_name=f"{config.load_balancer.name}-demo",
+        vpc = alicloud.vpc.Network(f"{name}-demo-vpc", vpc_name=f"{config.load_balancer_name}-demo",
                                    cidr_block=DEMO_VPC_CIDR, opts=child)
         vswitch = alicloud.vpc.Switch(f"{name}-demo-vswitch", vpc_id=vpc.id, cidr_block=DEMO_VSWITCH_CIDR,
-                                      zone_id=zone_id, vswitch_name=f"{config.load_balancer.name}-demo",
+                                      zone_id=zone_id, vswitch_name=f"{config.load_balancer_name}-demo",
                                       opts=child)
         group = alicloud.ecs.SecurityGroup(f"{name}-demo-sg", vpc_id=vpc.id,
-                                           security_group_name=f"{config.load_balancer.name}-demo",
+                                           security_group_name=f"{config.load_balancer_name}-demo",
                                            description="slb-mtls demo backends: HTTP from CLB only",
                                            opts=child)
         alicloud.ecs.SecurityGroupRule(
             f"{name}-demo-http-from-clb", security_group_id=group.id, type="ingress", ip_protocol="tcp",
             port_range=f"{config.listener.backend_port}/{config.listener.backend_port}",
-            cidr_ip=CLB_SOURCE_RANGE, nic_type="intranet", policy="accept", priority=1, opts=child,
+            cidr_ip=clb.CLB_SOURCE_RANGE, nic_type="intranet", policy="accept", priority=1, opts=child,
         )
         return [
             alicloud.ecs.Instance(
                 f"{name}-demo-{i}",
-                instance_name=f"{config.load_balancer.name}-demo-{i}",
+                instance_name=f"{config.load_balancer_name}-demo-{i}",
                 instance_type=demo.instance_type,
                 image_id=image_id,
                 vswitch_id=vswitch.id,
                 security_groups=[group.id],
                 instance_charge_type="PostPaid",
                 internet_max_bandwidth_out=0,
-                system_disk_category="cloud_essd",
+                system_disk_category=clb.DEMO_SYSTEM_DISK_CATEGORY,
                 user_data=demo_user_data(i, config.listener.backend_port),
-                opts=child,
+                # The newest image is looked up on every run; a new release must not replace
+                # running instances' system disks. Pin demoBackends.imageId to move on purpose.
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if demo.image_id else ["imageId"]),
             )
             for i in range(1, demo.count + 1)
         ]

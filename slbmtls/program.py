@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from typing import Any
 
 import pulumi
 
-from pki import PkiError, PkiMaterial, build_material, days_left
+from pki import KeyType, PkiError, PkiMaterial, build_material, days_left
+from slbmtls.clock import ClockError
+from slbmtls.clock import today as today  # re-exported: the offline tools read the same clock
 from slbmtls.config import (
     KNOWN_KEYS,
     NAMESPACE,
@@ -24,13 +25,6 @@ from slbmtls.config import (
     parse_stack_config,
     seed_of,
 )
-
-
-def today() -> dt.date:
-    """The one clock read, for expiry diagnostics only: nothing declared depends on it.
-    SLB_MTLS_TODAY=YYYY-MM-DD pins it (tests, reproducing a warning)."""
-    pinned = os.environ.get("SLB_MTLS_TODAY")
-    return dt.date.fromisoformat(pinned) if pinned else dt.datetime.now(dt.UTC).date()
 
 
 def _configured_keys() -> set[str]:
@@ -81,6 +75,8 @@ def prepare() -> tuple[StackConfig, PkiMaterial]:
         raise pulumi.RunError(f"invalid stack configuration:\n{exc}") from None
     except PkiError as exc:
         raise pulumi.RunError(f"invalid stack configuration:\n{NAMESPACE}: {exc}") from None
+    except ClockError as exc:
+        raise pulumi.RunError(str(exc)) from None
     return config, material
 
 
@@ -104,6 +100,14 @@ def report(config: StackConfig, material: PkiMaterial, on: dt.date) -> None:
         if left <= renew:
             state = "expired" if left < 0 else f"expires in {left} days"
             pulumi.log.warn(f"{what} {state} ({cert.not_valid_after_utc:%Y-%m-%d}); to renew: {fix}")
+    ec_clients = [c.name for c in config.pki.clients
+                  if c.key_type is KeyType.EC_P256 and c.csr_pem is None and c.name in material.clients]
+    if ec_clients:
+        # CLB documents RSA for the certificates it holds; for client certificates it says nothing.
+        pulumi.log.warn(
+            f"clients {', '.join(ec_clients)} use EC P-256 keys: whether CLB's mutual TLS accepts EC client "
+            "certificates is not documented; treat them as unverified until `make verify` passes its EC row "
+            "against the live listener (keyType: rsa-2048 is the safe choice)")
     if material.revoked:
         pulumi.log.warn(
             f"CA epoch {material.ca.epoch}: revoked {', '.join(material.revoked)}. CLB does not check CRLs, "

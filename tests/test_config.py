@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from stackrun import ROOT, TEST_SEED, project_with, run_cli, stack_values
 from slbmtls.config import ConfigError, StackSecrets, parse_stack_config
 
 GOOD_SECRETS = StackSecrets(seed=TEST_SEED)
+TODAY = dt.date(2026, 11, 27)  # the stacks' pki.issued: "today" in these tests
 
 
 def parse(mutate: Any = None, *, region: object = "cn-hangzhou", secrets: StackSecrets = GOOD_SECRETS) -> Any:
@@ -18,7 +20,7 @@ def parse(mutate: Any = None, *, region: object = "cn-hangzhou", secrets: StackS
     raw = copy.deepcopy(raw)
     if mutate:
         mutate(raw)
-    return parse_stack_config(raw, region, project="slb-mtls", stack="dev", secrets=secrets)
+    return parse_stack_config(raw, region, project="slb-mtls", stack="dev", secrets=secrets, today=TODAY)
 
 
 def put(path: str, value: Any) -> Any:
@@ -37,36 +39,64 @@ CASES: list[tuple[str, Any, str]] = [
      "slb-mtls:listener.frontendPort: 70000 is not allowed; expected an integer 1-65535"),
     ("port-zero", put("listener.backendPort", 0), "slb-mtls:listener.backendPort: 0 is not allowed; expected an integer 1-65535"),
     ("port-text", put("listener.backendPort", "80"), "slb-mtls:listener.backendPort: '80' is not allowed"),
+    ("port-bool", put("listener.backendPort", True), "slb-mtls:listener.backendPort: True is not allowed"),
+    # API CreateLoadBalancerHTTPSListener Scheduler: wrr and rr only (wlc is for TCP/UDP)
     ("scheduler", put("listener.scheduler", "sch"),
-     "slb-mtls:listener.scheduler: 'sch' is not allowed; expected one of rr, wrr, wlc"),
+     "slb-mtls:listener.scheduler: 'sch' is not allowed; expected one of wrr, rr"),
+    ("scheduler-wlc", put("listener.scheduler", "wlc"),
+     "slb-mtls:listener.scheduler: 'wlc' is not allowed; expected one of wrr, rr"),
     ("tls-policy", put("listener.tlsCipherPolicy", "tls_cipher_policy_custom"),
-     "slb-mtls:listener.tlsCipherPolicy: 'tls_cipher_policy_custom' is not allowed; expected one of tls_cipher_policy_1_0"),
+     "slb-mtls:listener.tlsCipherPolicy: 'tls_cipher_policy_custom' is not allowed; expected one of tls_cipher_policy_1_2,"),
+    ("tls-policy-weak", put("listener.tlsCipherPolicy", "tls_cipher_policy_1_0"),
+     "slb-mtls:listener.tlsCipherPolicy: 'tls_cipher_policy_1_0' is not allowed"),
     ("hc-method", put("listener.healthCheck.method", "post"),
      "slb-mtls:listener.healthCheck.method: 'post' is not allowed; expected one of head, get"),
     ("hc-code", put("listener.healthCheck.httpCodes", ["http_2xx", "http_200"]),
-     "slb-mtls:listener.healthCheck.httpCodes: ['http_2xx', 'http_200'] is not allowed; expected a non-empty list of http_2xx"),
+     "slb-mtls:listener.healthCheck.httpCodes[1]: 'http_200' is not allowed; expected one of http_2xx"),
+    ("hc-codes-empty", put("listener.healthCheck.httpCodes", []),
+     "slb-mtls:listener.healthCheck.httpCodes: [] is not allowed"),
     ("hc-interval", put("listener.healthCheck.interval", 51),
      "slb-mtls:listener.healthCheck.interval: 51 is not allowed; expected an integer 1-50"),
     ("hc-timeout", put("listener.healthCheck.timeout", 301),
      "slb-mtls:listener.healthCheck.timeout: 301 is not allowed; expected an integer 1-300"),
+    # CLB replaces a timeout shorter than the interval by the interval: refuse rather than mislead
+    ("hc-timeout-below-interval", lambda raw: (put("listener.healthCheck.interval", 5)(raw),
+                                               put("listener.healthCheck.timeout", 3)(raw)),
+     "slb-mtls:listener.healthCheck.timeout: 3 is not allowed; expected at least healthCheck.interval (5)"),
     ("hc-healthy", put("listener.healthCheck.healthyThreshold", 1),
      "slb-mtls:listener.healthCheck.healthyThreshold: 1 is not allowed; expected an integer 2-10"),
     ("hc-unhealthy", put("listener.healthCheck.unhealthyThreshold", 11),
      "slb-mtls:listener.healthCheck.unhealthyThreshold: 11 is not allowed; expected an integer 2-10"),
     ("hc-uri", put("listener.healthCheck.uri", "health"),
-     "slb-mtls:listener.healthCheck.uri: 'health' is not allowed; expected a path of 1-80 printable characters starting with /"),
+     "slb-mtls:listener.healthCheck.uri: 'health' is not allowed; expected a path of 2-80 characters"),
+    ("hc-uri-slash", put("listener.healthCheck.uri", "/"), "slb-mtls:listener.healthCheck.uri: '/' is not allowed"),
+    ("hc-uri-chars", put("listener.healthCheck.uri", "/health check"),
+     "slb-mtls:listener.healthCheck.uri: '/health check' is not allowed"),
+    ("hc-uri-newline", put("listener.healthCheck.uri", "/healthz\n"),
+     "slb-mtls:listener.healthCheck.uri: '/healthz\\n' is not allowed"),
+    ("hc-domain-wildcard", put("listener.healthCheck.domain", "*.example.com"),
+     "slb-mtls:listener.healthCheck.domain: '*.example.com' is not allowed; expected 1-80 letters"),
+    ("hc-domain-long", put("listener.healthCheck.domain", "a" * 81),
+     "slb-mtls:listener.healthCheck.domain: 'aaaa"),
     ("hc-port", put("listener.healthCheck.connectPort", 65536),
      "slb-mtls:listener.healthCheck.connectPort: 65536 is not allowed; expected an integer 1-65535"),
     ("bandwidth-zero", put("listener.bandwidth", 0),
-     "slb-mtls:listener.bandwidth: 0 is not allowed; expected an integer 1-5120 or -1"),
-    ("bandwidth-high", put("listener.bandwidth", 6000), "slb-mtls:listener.bandwidth: 6000 is not allowed"),
+     "slb-mtls:listener.bandwidth: 0 is not allowed; expected an integer 1-1000 or -1"),
+    ("bandwidth-high", put("listener.bandwidth", 5120), "slb-mtls:listener.bandwidth: 5120 is not allowed"),
+    ("bandwidth-pay-by-traffic", put("listener.bandwidth", 100),
+     "slb-mtls:listener.bandwidth: 100 is not allowed; expected -1 for an internet load balancer billed PayByTraffic"),
     ("idle-timeout", put("listener.idleTimeout", 61), "slb-mtls:listener.idleTimeout: 61 is not allowed; expected an integer 1-60"),
     ("weight", put("backends", [{"instanceId": "i-bp1x", "weight": 101}]),
      "slb-mtls:backends[0].weight: 101 is not allowed; expected an integer 0-100"),
     ("backend-type", put("backends", [{"instanceId": "i-bp1x", "type": "vm"}]),
      "slb-mtls:backends[0].type: 'vm' is not allowed; expected one of ecs, eni, eci"),
+    ("backend-id", put("backends", [{"instanceId": "web-1"}]),
+     "slb-mtls:backends[0].instanceId: 'web-1' is not allowed; expected an instance, ENI or ECI id"),
     ("backend-dup", put("backends", [{"instanceId": "i-bp1x"}, {"instanceId": "i-bp1x"}]),
      "slb-mtls:backends: instance 'i-bp1x' is listed more than once"),
+    # API AddBackendServers: at most 20 per request, and the provider sends them all in one
+    ("backends-over-20", put("backends", [{"instanceId": f"i-bp1{n:03d}"} for n in range(19)]),
+     "slb-mtls:backends: '21 backends (with demoBackends.count)' is not allowed; expected at most 20"),
     ("all-weights-zero", lambda raw: (raw.pop("demoBackends"), raw.update(backends=[{"instanceId": "i-1", "weight": 0}])),
      "slb-mtls:backends: every weight is 0, so no backend would get traffic"),
     ("no-backends", lambda raw: raw.pop("demoBackends"),
@@ -75,33 +105,75 @@ CASES: list[tuple[str, Any, str]] = [
      "slb-mtls:loadBalancer.vswitchId: required when addressType is intranet"),
     ("address-type", put("loadBalancer.addressType", "public"),
      "slb-mtls:loadBalancer.addressType: 'public' is not allowed; expected one of internet, intranet"),
-    ("charge-type", put("loadBalancer.instanceChargeType", "PayByHour"),
-     "slb-mtls:loadBalancer.instanceChargeType: 'PayByHour' is not allowed; expected one of PayByCLCU, PayBySpec"),
+    ("charge-type", put("loadBalancer.instanceChargeType", "PayBySpec"),
+     "slb-mtls:loadBalancer.instanceChargeType: 'PayBySpec' is not allowed; expected one of PayByCLCU"),
+    ("clcu-with-bandwidth", put("loadBalancer.internetChargeType", "PayByBandwidth"),
+     "slb-mtls:loadBalancer.internetChargeType: 'PayByBandwidth' is not allowed; expected one of PayByTraffic"),
+    ("spec-gone", put("loadBalancer.spec", "slb.s1.small"), "slb-mtls:loadBalancer.spec: unknown setting"),
+    ("lb-name-digit", put("loadBalancer.name", "1st-lb"),
+     "slb-mtls:loadBalancer.name: '1st-lb' is not allowed; expected 1-80 letters, digits, '.', '_' or '-', starting with a letter"),
+    ("lb-name-slash", put("loadBalancer.name", "team/lb"), "slb-mtls:loadBalancer.name: 'team/lb' is not allowed"),
+    ("lb-name-long", put("loadBalancer.name", "a" * 81), "slb-mtls:loadBalancer.name: 'aaaa"),
+    ("tags-over", put("loadBalancer.tags", {f"t{n}": "v" for n in range(9)}),
+     "slb-mtls:loadBalancer.tags: '9 tags' is not allowed; expected at most 8"),
+    ("tags-ours", put("loadBalancer.tags", {"stack": "x"}), "slb-mtls:loadBalancer.tags: ['stack'] is not allowed"),
+    ("tag-key-aliyun", put("loadBalancer.tags", {"aliyun-x": "v"}),
+     "slb-mtls:loadBalancer.tags.aliyun-x: 'aliyun-x' is not allowed; expected 1-64 characters, not starting with"),
     ("delete-protection", put("loadBalancer.deleteProtection", "yes"),
      "slb-mtls:loadBalancer.deleteProtection: 'yes' is not allowed; expected true or false"),
     ("unknown-key", put("listener.schedular", "rr"), "slb-mtls:listener.schedular: unknown setting; known: frontendPort"),
     ("unknown-top", put("clientz", []), "slb-mtls:clientz: unknown setting"),
+    ("not-an-object", put("listener", "fast"), "slb-mtls:listener: 'fast' is not allowed; expected an object with keys frontendPort"),
     ("client-dup", put("clients", [{"name": "alice"}, {"name": "alice"}]),
-     "slb-mtls:clients[1].name: 'alice' is used by another client; names must be unique"),
+     "slb-mtls:clients[1].name: 'alice' is used by another client"),
+    ("client-dup-case", put("clients", [{"name": "alice"}, {"name": "Alice"}]),
+     "slb-mtls:clients[1].name: 'Alice' is used by another client (clients[0]; names are compared ignoring case)"),
     ("client-name", put("clients", [{"name": "alice smith"}]),
      "slb-mtls:clients[0].name: 'alice smith' is not allowed; expected 1-63 letters, digits"),
+    ("client-name-newline", put("clients", [{"name": "alice\n"}]), "slb-mtls:clients[0].name: 'alice\\n' is not allowed"),
+    ("client-name-bidi", put("clients", [{"name": "alice\u202e"}]), "slb-mtls:clients[0].name: 'alice\\u202e' is not allowed"),
     ("key-type", put("clients", [{"name": "alice", "keyType": "dsa-1024"}]),
-     "slb-mtls:clients[0].keyType: 'dsa-1024' is not allowed; expected one of rsa-2048, rsa-3072, ec-p256"),
+     "slb-mtls:clients[0].keyType: 'dsa-1024' is not allowed; expected one of rsa-2048, rsa-3072, rsa-4096, ec-p256"),
     ("email", put("clients", [{"name": "alice", "email": "alice"}]),
-     "slb-mtls:clients[0].email: 'alice' is not allowed; expected an email address"),
+     "slb-mtls:clients[0].email: 'alice' is not allowed; expected an ASCII email address"),
+    ("email-non-ascii", put("clients", [{"name": "alice", "email": "älice@example.com"}]),
+     "slb-mtls:clients[0].email: 'älice@example.com' is not allowed; expected an ASCII email address"),
     ("revoked-unknown", put("revoked", ["mallory"]),
      "slb-mtls:revoked[0]: 'mallory' is not a configured client; known clients: alice, bob, build-agent"),
     ("revoked-reason", put("revoked", [{"name": "bob", "reason": "grumpy"}]),
      "slb-mtls:revoked[0].reason: 'grumpy' is not allowed; expected one of unspecified, keyCompromise"),
+    ("revoked-future", put("revoked", [{"name": "bob", "date": "2026-12-01"}]),
+     "slb-mtls:revoked[0].date: '2026-12-01' is in the future; expected a date on or before 2026-11-27 (UTC"),
+    ("revoked-before-ca", put("revoked", [{"name": "bob", "date": "2026-01-01"}]),
+     "slb-mtls:revoked[0].date: '2026-01-01' is before the CA's first day 2026-11-27"),
     ("issued-missing", lambda raw: raw["pki"].pop("issued"), "slb-mtls:pki.issued: required; expected a date YYYY-MM-DD"),
     ("issued-bad", put("pki.issued", "27/11/2026"),
      "slb-mtls:pki.issued: '27/11/2026' is not allowed; expected a date YYYY-MM-DD"),
-    ("key-bits", put("pki.keyBits", 1024), "slb-mtls:pki.keyBits: 1024 is not allowed; expected one of 2048, 3072, 4096"),
+    ("issued-future", put("pki.issued", "2026-11-28"), "slb-mtls:pki.issued: '2026-11-28' is in the future"),
+    ("issued-far-future", put("pki.issued", "9999-12-31"), "slb-mtls:pki.issued: '9999-12-31' is in the future"),
+    ("issued-ancient", put("pki.issued", "0001-01-01"),
+     "slb-mtls:pki.issued: '0001-01-01' is not allowed; expected a date YYYY-MM-DD from 2000-01-01 on"),
+    ("issued-datetime", put("pki.issued", dt.datetime(2026, 11, 1, 8, 0)),
+     "slb-mtls:pki.issued: datetime.datetime(2026, 11, 1, 8, 0) is not allowed; expected a date YYYY-MM-DD without a time"),
+    ("client-issued-future", put("clients", [{"name": "alice", "issued": "2027-01-01"}]),
+     "slb-mtls:clients[0].issued: '2027-01-01' is in the future"),
+    # CLB takes uploaded RSA certificates of 1024, 2048 or 4096 bits only (and 1024 is broken)
+    ("key-bits", put("pki.keyBits", 3072), "slb-mtls:pki.keyBits: 3072 is not allowed; expected one of 2048, 4096"),
+    ("key-bits-1024", put("pki.keyBits", 1024), "slb-mtls:pki.keyBits: 1024 is not allowed; expected one of 2048, 4096"),
     ("server-days", put("pki.serverDays", 900), "slb-mtls:pki.serverDays: 900 is not allowed; expected an integer 1-825"),
     ("country", put("pki.subject.country", "China"),
      "slb-mtls:pki.subject.country: 'China' is not allowed; expected a two-letter ISO 3166 country code"),
-    ("domain", put("domain", "not a domain"), "slb-mtls:domain: 'not a domain' is not allowed; expected a DNS name"),
-    ("byo-half", put("serverCertificate", "-----BEGIN CERTIFICATE-----"),
+    ("common-name-long", put("pki.subject.commonName", "C" * 49),
+     "slb-mtls:pki.subject.commonName: 'CCCC"),
+    ("organization-long", put("pki.subject.organization", "O" * 65), "slb-mtls:pki.subject.organization: 'OOOO"),
+    ("default-common-name-long", put("pki.subject.organization", "O" * 60),
+     "slb-mtls:pki.subject.commonName: required when the default"),
+    ("domain", put("domain", "not a domain"), "slb-mtls:domain: 'not a domain' is not allowed; expected a lower-case DNS name"),
+    ("domain-wildcard", put("domain", "*.example.com"), "slb-mtls:domain: '*.example.com' is not allowed"),
+    ("domain-long", put("domain", "a" * 60 + ".example.com"), "slb-mtls:domain: 'aaaa"),
+    ("alt-name", put("pki.serverAltNames", ["ok.example.com", "bad name"]),
+     "slb-mtls:pki.serverAltNames[1]: 'bad name' is not allowed; expected a lower-case DNS name"),
+    ("byo-half", put("serverCertificate", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
      "slb-mtls:serverPrivateKey: required with serverCertificate; set it with: pulumi config set --secret serverPrivateKey"),
 ]
 
@@ -120,7 +192,7 @@ def test_region() -> None:
 
 @pytest.mark.parametrize(("secrets", "message"), [
     (StackSecrets(seed=None), "slb-mtls:pkiSeed: required and not set; create it once per stack with:  "
-                              "pulumi config set --secret pkiSeed $(openssl rand -hex 32)"),
+                              "openssl rand -hex 32 | pulumi config set --secret pkiSeed"),
     (StackSecrets(seed="abc"), "slb-mtls:pkiSeed: expected 64 hexadecimal characters"),
     (StackSecrets(seed=TEST_SEED, seed_is_secret=False), "slb-mtls:pkiSeed: stored in plain text"),
 ])
@@ -141,15 +213,30 @@ def test_all_problems_are_reported_at_once() -> None:
     assert len(info.value.problems) == 3
 
 
-def test_the_dev_and_prod_stacks_are_valid() -> None:
-    assert parse().listener.scheduler == "rr"
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_dev_and_prod_stacks_are_valid(stack: str) -> None:
+    raw = {k.removeprefix("slb-mtls:"): v for k, v in stack_values(stack).items() if k.startswith("slb-mtls:")}
+    config = parse_stack_config(raw, "cn-hangzhou", project="slb-mtls", stack=stack, secrets=GOOD_SECRETS, today=TODAY)
+    assert config.load_balancer_name == {"dev": "slb-mtls-dev", "prod": "slb-mtls-prod"}[stack]
+    assert config.pki.ca_key_type.rsa_bits in (2048, 4096)  # what CLB accepts for uploads
+
+
+def test_unquoted_yaml_dates_are_dates() -> None:
+    config = parse(put("pki.issued", dt.date(2026, 11, 1)))
+    assert config.pki.ca_validity.issued == dt.date(2026, 11, 1)
+
+
+def test_readme_key_table_is_generated_from_the_declaration() -> None:
+    from slbmtls.config import reference_markdown
+
+    assert reference_markdown() in (ROOT / "README.md").read_text()
 
 
 def test_cli_reports_bad_config_without_traceback(tmp_path: Any) -> None:
     stack = (ROOT / "Pulumi.dev.yaml").read_text().replace("scheduler: rr", "scheduler: fastest")
     result = run_cli("plan", "--stack", "dev", project=project_with(tmp_path, {"dev": stack}))
     assert result.returncode == 2
-    assert "slb-mtls:listener.scheduler: 'fastest' is not allowed; expected one of rr, wrr, wlc" in result.stderr
+    assert "slb-mtls:listener.scheduler: 'fastest' is not allowed; expected one of wrr, rr" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 

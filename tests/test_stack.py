@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,8 @@ from cryptography import x509
 from cryptography.x509 import verification
 from stackrun import ROOT, TEST_SEED, diff, plan_stack, stack_values
 
+from slbmtls import clb
+from slbmtls.infra import demo_user_data
 from slbmtls.plan import SECRET_MARK, Plan, Secret
 
 LB = "alicloud:slb/applicationLoadBalancer:ApplicationLoadBalancer"
@@ -52,7 +58,7 @@ def test_dev_declares_the_tutorial_setup(dev: Plan) -> None:
     # the pair that turns on two-way authentication points at the certificate resources
     assert i["caCertificateId"] == dev.one(CA).id
     assert i["serverCertificateId"] == dev.one(SERVER).id
-    assert (i["healthCheck"], i["healthCheckUri"], i["healthCheckMethod"]) == ("on", "/", "get")
+    assert (i["healthCheck"], i["healthCheckUri"], i["healthCheckMethod"]) == ("on", "/healthz", "get")
     assert i["healthCheckHttpCode"] == "http_2xx,http_3xx"
     assert (i["healthCheckInterval"], i["healthCheckTimeout"], i["healthyThreshold"], i["unhealthyThreshold"]) == (
         2, 5, 3, 3)
@@ -72,7 +78,7 @@ def test_dev_demo_backends(dev: Plan) -> None:
         assert (i["instanceType"], i["instanceChargeType"]) == ("ecs.t6-c1m1.large", "PostPaid")
     assert "slb-mtls demo backend 2" in instances[1].inputs["userData"]
     assert vswitch.inputs["vpcId"] == dev.one("alicloud:vpc/network:Network").id
-    assert "http.server 80" in instances[0].inputs["userData"]
+    assert "/srv/demo/serve.py 80" in instances[0].inputs["userData"]
     rule = dev.one("alicloud:ecs/securityGroupRule:SecurityGroupRule").inputs
     assert (rule["type"], rule["portRange"], rule["cidrIp"]) == ("ingress", "80/80", "100.64.0.0/10")
     assert dev.one("alicloud:vpc/switch:Switch").inputs["zoneId"] == "cn-hangzhou-h"
@@ -89,7 +95,7 @@ def test_prod_differs_where_production_should(prod: Plan) -> None:
     assert [s["weight"] for s in prod.one(BACKENDS).inputs["backendServers"]] == [100, 100, 50]
     assert not prod.of_type(INSTANCE)
     ca = x509.load_pem_x509_certificate(prod.one(CA).inputs["caCertificate"].encode())
-    assert ca.public_key().key_size == 3072  # type: ignore[union-attr]
+    assert ca.public_key().key_size == 4096  # type: ignore[union-attr]  # CLB uploads: 2048 or 4096
 
 
 def test_certificate_resources_are_named_by_fingerprint(dev: Plan) -> None:
@@ -97,7 +103,43 @@ def test_certificate_resources_are_named_by_fingerprint(dev: Plan) -> None:
     assert ca.name == f"mtls-ca-{dev.outputs['caFingerprint'][:12]}"
     assert ca.inputs["caCertificateName"] == f"slb-mtls-dev-ca-g1.r0-{dev.outputs['caFingerprint'][:12]}"
     assert server.name == f"mtls-server-{dev.outputs['serverCertificateFingerprint'][:12]}"
-    assert "name" not in server.inputs  # auto-named: replacement stays create-before-delete
+    # a readable console name, unique per certificate, so a create-first replacement cannot collide
+    assert server.inputs["name"] == f"slb-mtls-dev-server-{dev.outputs['serverCertificateFingerprint'][:12]}"
+
+
+def test_certificate_names_stay_within_clb_rules_for_the_longest_lb_name() -> None:
+    plan = plan_stack(loadBalancer={"name": "L" + "b" * 79, "tags": {"environment": "dev"}})
+    for resource, key in ((plan.one(CA), "caCertificateName"), (plan.one(SERVER), "name")):
+        name = resource.inputs[key]
+        assert clb.CERTIFICATE_NAME.allows(name), name
+        assert name.endswith(resource.name.rsplit("-", 1)[1])  # the fingerprint suffix survives
+
+
+def test_demo_backend_server_runs_on_python_3_6(tmp_path: Path) -> None:
+    """Alibaba Cloud Linux 3 ships python3 3.6: the demo server must parse as 3.6 and serve its page."""
+    script = demo_user_data(1, 80)
+    server = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    ast.parse(server, feature_version=(3, 6))
+    assert "--directory" not in script and "ThreadingHTTPServer" not in server
+    page = tmp_path / "page.txt"
+    page.write_text("slb-mtls demo backend 1: test\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-c", server.replace("/srv/demo/page.txt", str(page)), str(port)])
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    assert response.read() == b"slb-mtls demo backend 1: test\n"
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the demo server never answered")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_intranet_load_balancer() -> None:
@@ -203,7 +245,15 @@ def test_expiry_warnings_name_the_renewal(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(expiring) == 3
     assert any("client 'alice'" in w and 'set issued: "2027-11-10" on client \'alice\'' in w for w in expiring)
     monkeypatch.setenv("SLB_MTLS_TODAY", "2026-12-01")
-    assert not plan_stack().warnings
+    assert not [w for w in plan_stack().warnings if "expire" in w]
+
+
+def test_ec_clients_are_flagged_as_unverified_on_clb() -> None:
+    """dev's build-agent has an EC key: CLB does not document EC client certificates."""
+    (warning,) = [w for w in plan_stack().warnings if "EC P-256" in w]
+    assert warning.startswith("clients build-agent use EC P-256 keys") and "make verify" in warning
+    rsa_only = plan_stack(clients=[{"name": "alice"}])
+    assert not rsa_only.warnings
 
 
 def test_invalid_config_stops_before_any_resource() -> None:
