@@ -17,9 +17,9 @@ from typing import Any
 
 from pki import PkiError, Profile, write_client_bundle
 from pki.inspect import describe
+from slbmtls.clock import ClockError, today
 from slbmtls.config import ConfigError
 from slbmtls.offline import PROJECT_DIR, OfflineStack, UserError
-from slbmtls.program import today
 from slbmtls.stackfile import StackFileError
 
 __all__ = ["PROJECT_DIR", "UserError", "main"]
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (UserError, ConfigError, PkiError, StackFileError) as exc:
+    except (UserError, ConfigError, PkiError, StackFileError, ClockError) as exc:
         prefix = "invalid stack configuration:\n" if isinstance(exc, ConfigError) else ""
         print(f"error: {prefix}{exc}", file=sys.stderr)
         return 2

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pki import PkiMaterial, PkiSpec, Seed, build_material
+from slbmtls.clock import today
 from slbmtls.config import NAMESPACE, SEED_KEY, StackConfig, StackSecrets, parse_stack_config, seed_of
-from slbmtls.program import today
 from slbmtls.stackfile import StackFile, load_stack, resolve_file_secret, resolve_seed
 
 if TYPE_CHECKING:

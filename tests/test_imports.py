@@ -15,7 +15,7 @@ LAYERS = {
     "slbmtls.offline": 4,
     "slbmtls.plan": 3, "slbmtls.program": 3,
     "slbmtls.infra": 2, "slbmtls.config": 2, "slbmtls.stackfile": 2, "slbmtls.engine": 2,
-    "slbmtls.clb": 1, "pki": 0,
+    "slbmtls.clb": 1, "slbmtls.clock": 1, "pki": 0,
 }
 
 

@@ -14,19 +14,23 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 
+from slbmtls import clb
 from slbmtls.rehearsal.backends import Backend
 from slbmtls.rehearsal.processes import Workdir, spawn, stop
-from slbmtls.rehearsal.spec import ECDHE_ONLY, ListenerSpec
+from slbmtls.rehearsal.spec import ListenerSpec
 
 
 def haproxy_config(spec: ListenerSpec, listen_fd: int, backends: Sequence[Backend], folder: str) -> str:
     """HAProxy configuration for the spec; `folder` holds ca.pem, server.pem and the admin socket."""
     versions = spec.tls_versions
     ssl_opts = f"ssl-min-ver {versions[0]} ssl-max-ver {versions[-1]}"  # HAProxy spells them as we do
-    if spec.tls_policy in ECDHE_ONLY:
-        ssl_opts += " ciphers ECDHE+AESGCM:ECDHE+CHACHA20"
-    elif versions[0] in ("TLSv1.0", "TLSv1.1"):
-        ssl_opts += " ciphers DEFAULT:@SECLEVEL=0"  # OpenSSL 3 offers TLS 1.0/1.1 at level 0 only
+    suites = clb.TLS_POLICIES[spec.tls_policy].suites
+    tls12 = ":".join(s for s in suites if not s.startswith("TLS_"))
+    if versions[0] in ("TLSv1.0", "TLSv1.1"):
+        tls12 += ":@SECLEVEL=0"  # OpenSSL 3 offers TLS 1.0/1.1 (and 3DES) at level 0 only
+    ssl_opts += f" ciphers {tls12}"
+    if tls13 := ":".join(s for s in suites if s.startswith("TLS_")):
+        ssl_opts += f" ciphersuites {tls13}"
     lines = [
         "global",
         f"    stats socket {folder}/admin.sock mode 600 level admin",

@@ -13,21 +13,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from slbmtls import clb
 from slbmtls.plan import Plan, reveal
 
-LISTENER: Final = "alicloud:slb/listener:Listener"
-CA_CERT: Final = "alicloud:slb/caCertificate:CaCertificate"
-SERVER_CERT: Final = "alicloud:slb/serverCertificate:ServerCertificate"
-BACKENDS: Final = "alicloud:slb/backendServer:BackendServer"
+LISTENER: Final = clb.LISTENER
+CA_CERT: Final = clb.CA_CERTIFICATE
+SERVER_CERT: Final = clb.SERVER_CERTIFICATE
+BACKENDS: Final = clb.BACKEND_SERVER
 
-# CLB policy -> the TLS versions it offers. TODO(clb): from slbmtls.clb
+# CLB policy -> the TLS versions it offers, spelt as HAProxy and Python's ssl.SSLSocket.version() do
 POLICY_TLS_VERSIONS: Final[dict[str, tuple[str, ...]]] = {
-    "tls_cipher_policy_1_0": ("TLSv1.0", "TLSv1.1", "TLSv1.2"),
-    "tls_cipher_policy_1_1": ("TLSv1.1", "TLSv1.2"),
-    "tls_cipher_policy_1_2": ("TLSv1.2",),
-    "tls_cipher_policy_1_2_strict": ("TLSv1.2",),
-    "tls_cipher_policy_1_2_strict_with_1_3": ("TLSv1.2", "TLSv1.3"),
+    name: tuple({"TLSv1": "TLSv1.0"}.get(v, v.replace("_", ".")) for v in policy.versions)
+    for name, policy in clb.TLS_POLICIES.items()
 }
+# the strict policies offer ECDHE key exchange only (clb.py lists their suites)
 ECDHE_ONLY: Final = frozenset({"tls_cipher_policy_1_2_strict", "tls_cipher_policy_1_2_strict_with_1_3"})
 
 # inputs served as planned without changing HAProxy's behaviour, or deliberately not emulated
