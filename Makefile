@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	@scripts/need-tools
-	$(VENV)/bin/pytest -n 2 -q
+	$(VENV)/bin/pytest -n 4 -q  # 4 on 2 cores: the rehearsal tests mostly wait on HAProxy's health checks
 
 plan: $(STAMP)
 	$(PY) -m slbmtls plan --stack $(STACK) $(if $(PLAN_JSON),--json $(PLAN_JSON))

@@ -58,9 +58,10 @@ def endpoint_of(url: str, domain: str) -> Endpoint:
 
 def verify(stack: OfflineStack, *, url: str | None = None, client: str | None = None,
            report_json: str | None = None, expect_backends: int | None = None) -> int:
+    target = url or stack_url(stack)  # before planning: a missing URL fails fast
     planned = stack.plan()
     config, material = planned.config, planned.material
-    endpoint = endpoint_of(url or stack_url(stack), config.domain)
+    endpoint = endpoint_of(target, config.domain)
     clients = probes.current_clients(material)
     if client is None and not clients:
         raise UserError(f"stack {stack.name} has no client whose key the seed derives; nothing can be accepted")

@@ -3,6 +3,7 @@ In-process where possible; subprocesses only where a process's death or its chil
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -71,13 +72,12 @@ def _with_listener_input(plan: Any, **inputs: Any) -> Any:
 
 
 def test_inputs_it_does_not_handle_fail_the_rehearsal() -> None:
-    stack = OfflineStack(load_stack(ROOT, "dev"), TEST_SEED, "test", {})
-    plan = stack.plan().plan
+    plan = OfflineStack(load_stack(ROOT, "dev"), TEST_SEED, "test", {}).plan().plan
     assert listener_spec(plan, "mtls.example.com").scheduler == "rr"
     for inputs, problem in (({"stickySession": "on", "stickySessionType": "insert"}, "stickySession='on'"),
                             ({"aclStatus": "on"}, "aclStatus='on': not handled by the rehearsal"),
                             ({"healthCheckInterval": None}, "healthCheckInterval: missing")):
-        changed = _with_listener_input(stack._run({}).plan, **inputs)
+        changed = _with_listener_input(copy.deepcopy(plan), **inputs)
         with pytest.raises(SpecError) as caught:
             listener_spec(changed, "mtls.example.com")
         assert any(problem in p for p in caught.value.problems), caught.value.problems
