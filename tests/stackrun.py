@@ -25,9 +25,22 @@ def stack_values(stack: str = "dev") -> dict[str, Any]:
     return copy.deepcopy(load_stack(ROOT, stack).values)
 
 
+_PLANS: dict[str, Plan] = {}
+
+
 def plan_stack(stack: str = "dev", *, seed: str | None = TEST_SEED, seed_secret: bool = True,
                **overrides: Any) -> Plan:
-    """`overrides` replace `slb-mtls:<key>` values; None removes the key."""
+    """`overrides` replace `slb-mtls:<key>` values; None removes the key. A plan is a pure function
+    of its inputs (and the pinned clock, for warnings): each is run once per test process, and every
+    caller gets its own copy."""
+    key = json.dumps([stack, seed, seed_secret, overrides, os.environ.get("SLB_MTLS_TODAY")], sort_keys=True,
+                     default=str)
+    if key not in _PLANS:
+        _PLANS[key] = _plan_stack(stack, seed=seed, seed_secret=seed_secret, **overrides)
+    return copy.deepcopy(_PLANS[key])
+
+
+def _plan_stack(stack: str, *, seed: str | None, seed_secret: bool, **overrides: Any) -> Plan:
     stack_file = load_stack(ROOT, stack)
     values = copy.deepcopy(stack_file.values)
     for key, value in overrides.items():
