@@ -7,6 +7,7 @@ must hold for bundles re-derived from the seed (kept in a private temporary fold
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -39,8 +40,6 @@ def stack_url(stack: OfflineStack) -> str:
 
 def _pulumi_env() -> dict[str, str]:
     """What the pulumi CLI needs to reach the state backend (never the seed)."""
-    import os
-
     return {k: v for k, v in os.environ.items() if k.startswith(("PULUMI_", "HOME", "AWS_", "ALIBABA_CLOUD_"))
             and k != "PKI_SEED"}
 

@@ -219,3 +219,15 @@ def test_nginx_wrongly_configured_fails(tmp_path: Path, nginx: Callable[..., int
     code, report = verify(tmp_path, nginx(**settings))
     assert code == 1
     assert caught in failed(report)
+
+
+def test_the_deploy_workflow_verifies_after_every_up() -> None:
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    for job in workflow["jobs"].values():
+        steps = job["steps"]
+        ups = [i for i, s in enumerate(steps) if s.get("with", {}).get("command") == "up"]
+        for i in ups:
+            later = " ".join(s.get("run", "") for s in steps[i + 1:])
+            assert 'make verify STACK="$STACK"' in later
