@@ -39,13 +39,13 @@ plan: $(STAMP)
 	$(PY) -m slbmtls plan --stack $(STACK) $(if $(PLAN_JSON),--json $(PLAN_JSON))
 
 plan-diff: $(STAMP)
-	@test -n "$(BEFORE)" -a -n "$(AFTER)" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json" >&2; exit 2; }
-	$(PY) -m slbmtls diff $(BEFORE) $(AFTER)
+	@test -n "$(BEFORE)" -a -n "$(AFTER)" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json [STEPS_JSON=steps.json]" >&2; exit 2; }
+	$(PY) -m slbmtls diff "$(BEFORE)" "$(AFTER)" $(if $(STEPS_JSON),--steps-json "$(STEPS_JSON)")
 
 bundle: $(STAMP)
-	@test -n "$(CLIENT)" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file]" >&2; exit 2; }
+	@test -n "$(CLIENT)" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file] [PLAIN_KEY=1]" >&2; exit 2; }
 	$(PY) -m slbmtls bundle --stack $(STACK) --client $(CLIENT) --out $(or $(OUT),bundles/$(STACK)/$(CLIENT)) \
-		$(if $(LEGACY),--legacy) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE))
+		$(if $(LEGACY),--legacy) $(if $(PASSWORD_FILE),--password-file $(PASSWORD_FILE)) $(if $(PLAIN_KEY),--plain-key)
 
 inspect: $(STAMP)
 	@test -n "$(FILE)" || { echo "usage: make inspect FILE=path [PASSWORD_FILE=file]" >&2; exit 2; }

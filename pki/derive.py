@@ -1,9 +1,9 @@
 """Deterministic key material: every key and serial is a pure function of (seed, label).
 
-A label names what is derived (role, name, generation, ...). HKDF-SHA256 turns (seed, label) into a
-ChaCha20 key whose keystream is the random source for that one purpose, so no two labels share
-randomness and the same label always yields the same bytes. Prime search and primality testing are
-GMP's (through gmpy2); we only decide where to start looking.
+A label names what is derived (role, name, generation, ...). HKDF-SHA256 turns (seed, label) into
+32 bytes that are the C2SP det-keygen seed of that one key (pki/detkeygen.py), so no two labels
+share randomness, the same label always yields the same key, and anyone holding the 32 bytes can
+check the key with another det-keygen implementation.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import hmac
 import string
 from typing import Final
 
-import gmpy2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from pki import detkeygen, keypool
 from pki.errors import PkiError
 
 SEED_BYTES: Final = 32
 _DOMAIN: Final = b"slb-mtls/pki/v1"
-_RSA_EXPONENT: Final = 65537
 
 Label = tuple[str | int, ...]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -105,74 +103,30 @@ class Seed:
         hkdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=_DOMAIN, info=_encode_label(label))
         return hkdf.derive(self._secret)
 
-    def stream(self, label: Label) -> DeterministicRandom:
-        return DeterministicRandom(self.digest(("stream", *label)))
+
+def det_keygen_seed(seed: Seed, key_type: KeyType, label: Label) -> bytes:
+    """The C2SP det-keygen seed of one key: HKDF-SHA256 of the stack seed for the key's label.
+
+    `python -m pki keygen --seed-hex <this> --type <key type>` (or any det-keygen implementation)
+    re-derives the key from it. The key type is part of the label, so an RSA and an EC key never
+    share a seed."""
+    return seed.digest(("det-keygen", key_type.value, *label))
 
 
-class DeterministicRandom:
-    """A ChaCha20 keystream: an unbounded, fast, seekable-free random source for one label."""
-
-    def __init__(self, key: bytes) -> None:
-        self._cipher = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
-
-    def read(self, n: int) -> bytes:
-        return self._cipher.update(bytes(n))
-
-    def below(self, bound: int) -> int:
-        """An integer in [0, bound) with negligible bias (FIPS 186-5 A.2.1: 64 extra bits)."""
-        nbytes = (bound.bit_length() + 64 + 7) // 8
-        return int.from_bytes(self.read(nbytes), "big") % bound
-
-
-def _prime(rng: DeterministicRandom, bits: int) -> int:
-    """A `bits`-bit prime p with gcd(p-1, e) = 1; top two bits set so p*q has exactly 2*bits."""
-    while True:
-        start = int.from_bytes(rng.read(bits // 8), "big") | (0b11 << (bits - 2)) | 1
-        candidate = gmpy2.next_prime(start)
-        if (
-            candidate.bit_length() == bits
-            and gmpy2.gcd(candidate - 1, _RSA_EXPONENT) == 1
-            and gmpy2.is_strong_bpsw_prp(candidate)
-        ):
-            return int(candidate)
+def rsa_request(seed: Seed, label: Label, bits: int) -> tuple[bytes, int]:
+    """What pki.keypool needs to derive (or prefetch) one RSA key."""
+    if bits not in (2048, 3072, 4096):
+        raise PkiError(f"RSA key size {bits} is not supported; allowed: 2048, 3072, 4096")
+    return det_keygen_seed(seed, KeyType.rsa(bits, setting="RSA key size"), label), bits
 
 
 def derive_rsa_key(seed: Seed, label: Label, bits: int) -> rsa.RSAPrivateKey:
-    """RSA key per FIPS 186-5 A.1.3 constraints (|p-q| and d bounds), primes found by GMP."""
-    if bits not in (2048, 3072, 4096):
-        raise PkiError(f"RSA key size {bits} is not supported; allowed: 2048, 3072, 4096")
-    rng = seed.stream(("rsa", bits, *label))
-    half = bits // 2
-    while True:
-        p, q = _prime(rng, half), _prime(rng, half)
-        if abs(p - q) <= 1 << (half - 100):
-            continue
-        lam = int(gmpy2.lcm(p - 1, q - 1))
-        d = int(gmpy2.invert(_RSA_EXPONENT, lam))
-        if d > 1 << half:
-            break
-    p, q = max(p, q), min(p, q)
-    numbers = rsa.RSAPrivateNumbers(
-        p=p,
-        q=q,
-        d=d,
-        dmp1=rsa.rsa_crt_dmp1(d, p),
-        dmq1=rsa.rsa_crt_dmq1(d, q),
-        iqmp=rsa.rsa_crt_iqmp(p, q),
-        public_numbers=rsa.RSAPublicNumbers(_RSA_EXPONENT, p * q),
-    )
-    # GMP already vouched for p and q (BPSW); OpenSSL re-testing them would double the cost.
-    # Tests run `openssl rsa -check` on derived keys.
-    return numbers.private_key(unsafe_skip_rsa_key_validation=True)
-
-
-_P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    """Cached (pki.keypool): a plan and the retired CAs derive the same keys again."""
+    return keypool.rsa_key(*rsa_request(seed, label, bits))
 
 
 def derive_ec_p256_key(seed: Seed, label: Label) -> ec.EllipticCurvePrivateKey:
-    """Scalar in [1, n-1] by FIPS 186-5 A.2.1 (extra random bits), then cryptography derives the key."""
-    scalar = seed.stream(("ec-p256", *label)).below(_P256_ORDER - 1) + 1
-    return ec.derive_private_key(scalar, ec.SECP256R1())
+    return detkeygen.ec_p256_key(det_keygen_seed(seed, KeyType.EC_P256, label))
 
 
 def derive_key(seed: Seed, label: Label, key_type: KeyType) -> PrivateKey:

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pki.derive import PrivateKey
+from pki.p12crypto import MODERN_ITERATIONS, encrypted_pkcs8_der, pem
 
 
 def fingerprint(certificate: x509.Certificate) -> str:
@@ -67,17 +68,19 @@ class Issued:
             serialization.Encoding.PEM, key_format, serialization.NoEncryption()
         ).decode()
 
-    def encrypted_private_key_pem(self, password: bytes) -> str:
-        """PKCS#8 encrypted with the bundle password, for handing to a client."""
-        return (
-            self._require_key()
-            .private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.BestAvailableEncryption(password),
-            )
-            .decode()
-        )
+    def encrypted_private_key_pem(self, password: bytes, iterations: int = MODERN_ITERATIONS) -> str:
+        """PKCS#8 encrypted with the bundle password (PBES2, PBKDF2-HMAC-SHA256 `iterations`,
+        AES-256-CBC), for handing to a client. cryptography's BestAvailableEncryption does not let
+        us choose the iteration count, so the structure is built here."""
+        return pem("ENCRYPTED PRIVATE KEY", encrypted_pkcs8_der(self.plain_pkcs8_der(), password, iterations))
+
+    def plain_pkcs8_der(self) -> bytes:
+        return self._require_key().private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    def plain_pkcs8_pem(self) -> str:
+        """Unencrypted PKCS#8, for tools that cannot decrypt a key (wget, requests)."""
+        return pem("PRIVATE KEY", self.plain_pkcs8_der())
 
     def _require_key(self) -> PrivateKey:
         if self.private_key is None:

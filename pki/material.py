@@ -10,13 +10,14 @@ from functools import cached_property
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from pki.authority import CertificateAuthority
-from pki.derive import KeyType, Seed
+from pki import keypool
+from pki.authority import CertificateAuthority, ca_label
+from pki.derive import KeyType, Seed, rsa_request
 from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import ClientSpec, Revocation, Subject, Validity
 from pki.operator_cert import load_operator_certificate
-from pki.revocation import ca_epochs, revocation_crls
+from pki.revocation import ca_epochs, retired_fingerprints, retired_labels, revocation_crls
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class PkiSpec:
     revocations: tuple[Revocation, ...] = ()
     ca_generation: int = 1
     ca_key_type: KeyType = KeyType.RSA_2048
-    crl_days: int = 30
+    crl_days: int = 30  # unused: CRLs run until the CA's end (nothing would re-sign them); kept for callers
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,11 +58,32 @@ class PkiMaterial:
     clients: dict[str, Issued]  # the clients the current CA serves (never the revoked)
     revoked: tuple[str, ...]
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    # SHA-256 (hex) of every CA certificate this stack trusted before and trusts no more
+    retired_ca_fingerprints: tuple[str, ...] = ()
 
     @cached_property
     def crl_pem(self) -> str:
         """All epochs' CRLs in one PEM file, current CA first."""
         return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.crls)
+
+
+def _prefetch_rsa_keys(seed: Seed, spec: PkiSpec) -> None:
+    """Every RSA key this plan derives (CA epochs, retired CAs, server, clients), on both cores
+    when there are many: they are independent, and the results identical either way."""
+    names = tuple(r.name for r in spec.revocations)
+    revoked = set(names)
+    requests = []
+    if spec.ca_key_type.is_rsa:
+        labels = [(spec.ca_generation, names[:k]) for k in range(len(names) + 1)]
+        labels += retired_labels(spec.ca_generation, names)
+        requests += [rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type, g, r),
+                                 spec.ca_key_type.rsa_bits) for g, r in labels]
+    server = spec.server
+    if server.operator is None and server.key_type.is_rsa:
+        requests.append(rsa_request(seed, ("server", server.generation), server.key_type.rsa_bits))
+    requests += [rsa_request(seed, ("client", c.name, c.generation), c.key_type.rsa_bits) for c in spec.clients
+                 if c.key_type.is_rsa and c.csr_pem is None and c.name not in revoked]
+    keypool.prefetch(requests)
 
 
 def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
@@ -73,9 +95,12 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
     if duplicates:
         raise PkiError(f"duplicate client name(s): {', '.join(duplicates)}; each client needs its own name")
     by_name = {c.name: c for c in spec.clients}
+    _prefetch_rsa_keys(seed, spec)
     epochs = ca_epochs(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
                        key_type=spec.ca_key_type, revocations=spec.revocations)
-    crls = revocation_crls(epochs, spec.revocations, by_name, days=spec.crl_days)
+    crls = revocation_crls(epochs, spec.revocations, by_name)
+    retired = retired_fingerprints(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
+                                   key_type=spec.ca_key_type, revocations=spec.revocations)
     ca = epochs[-1]
     revoked = tuple(r.name for r in spec.revocations)
     if spec.server.operator is None:
@@ -86,4 +111,4 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
         server = load_operator_certificate(op.chain_pem, op.key_pem, passphrase=op.passphrase,
                                            domains=list(spec.server.names), today=today)
     clients = {c.name: ca.issue_client(c) for c in spec.clients if c.name not in revoked}
-    return PkiMaterial(ca, server, spec.server.operator is None, clients, revoked, crls)
+    return PkiMaterial(ca, server, spec.server.operator is None, clients, revoked, crls, retired)

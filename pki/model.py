@@ -80,6 +80,14 @@ class ClientSpec:
 
 @dataclass(frozen=True)
 class Revocation:
+    """One entry of the revocation history, in the order revoked.
+
+    `client` carries the revoked client's certificate details when it has left `clients` (the CRLs
+    still list its serials); while the client stays in `clients`, that entry is used instead.
+    `date` defaults to the revoked certificate's first day (or the CA's, if later): the one date
+    known without a clock at which the certificate existed."""
+
     name: str
     reason: str = "unspecified"
-    date: dt.date | None = None  # defaults to the CA's issue day
+    date: dt.date | None = None
+    client: ClientSpec | None = None

@@ -116,7 +116,10 @@ PORT: Final = IntRange(1, 65535, "API CreateLoadBalancerHTTPSListener ListenerPo
 # TF validates -1 or 1-1000; the API takes -1 for pay-by-traffic instances (the only kind sold).
 BANDWIDTH: Final = IntRange(1, 1000, "TF resource_alicloud_slb_listener bandwidth; API Bandwidth", also=(-1,))
 BANDWIDTH_PAY_BY_TRAFFIC: Final = -1
-SCHEDULERS: Final = Choice(("wrr", "rr"), "API CreateLoadBalancerHTTPSListener Scheduler (wlc is TCP/UDP only)")
+# The API text for HTTPS names wrr and rr; CLB's scheduling docs and TF (validation wrr/rr/wlc for
+# layer 7) take wlc too. Allowed; the rehearsal maps it to HAProxy's leastconn.
+SCHEDULERS: Final = Choice(("wrr", "rr", "wlc"),
+                           "TF slb_listener scheduler; FACTS HTTPS listener; API HTTPS Scheduler names wrr, rr")
 
 
 @dataclass(frozen=True)
@@ -154,13 +157,17 @@ REQUEST_TIMEOUT: Final = IntRange(1, 180, "API CreateLoadBalancerHTTPSListener R
 HEALTH_METHODS: Final = Choice(("head", "get"), "API CreateLoadBalancerHTTPSListener HealthCheckMethod")
 HEALTH_HTTP_CODES: Final = Choice(("http_2xx", "http_3xx", "http_4xx", "http_5xx"),
                                   "API CreateLoadBalancerHTTPSListener HealthCheckHttpCode")
-# "1 to 80 characters ... letters, digits, and -/.%?#& ... must start with / but cannot be a single /"
-HEALTH_URI: Final = Pattern(r"/[A-Za-z0-9/.%?#&-]{1,79}",
-                            "a path of 2-80 characters from letters, digits and -/.%?#&, starting with / "
-                            "(a single / is refused)", "API CreateLoadBalancerHTTPSListener HealthCheckURI")
-HEALTH_DOMAIN: Final = Pattern(r"[A-Za-z0-9.-]{1,80}|\$_ip",
-                               "1-80 letters, digits, '.' or '-' (no wildcard), or $_ip",
-                               "API CreateLoadBalancerHTTPSListener HealthCheckDomain")
+# API text: "1 to 80 characters ... letters, digits and -/.%?#& ... must start with /", and it adds
+# that a single / is refused; yet "/" is the provider's own default (TF slb_listener health_check_uri
+# Default "/"), sent by every listener that does not set one, and FACTS lists no such rule. Allowed.
+HEALTH_URI: Final = Pattern(r"/[A-Za-z0-9/.%?#&-]{0,79}",
+                            "a path of 1-80 characters from letters, digits and -/.%?#&, starting with /",
+                            "API CreateLoadBalancerHTTPSListener HealthCheckURI; TF default \"/\"")
+# The provider refuses `$_ip` ("deprecated, and empty string will replace it"): leave the domain unset.
+HEALTH_DOMAIN: Final = Pattern(r"[A-Za-z0-9.-]{1,80}",
+                               "1-80 letters, digits, '.' or '-' (no wildcard; leave it unset for the backend's IP)",
+                               "API CreateLoadBalancerHTTPSListener HealthCheckDomain; "
+                               "TF slb_listener health_check_domain StringDoesNotMatch ^\\$_ip$")
 HEALTH_INTERVAL: Final = IntRange(1, 50, "API CreateLoadBalancerHTTPSListener HealthCheckInterval")
 HEALTH_TIMEOUT: Final = IntRange(1, 300, "API CreateLoadBalancerHTTPSListener HealthCheckTimeout")
 HEALTH_THRESHOLD: Final = IntRange(2, 10, "API CreateLoadBalancerHTTPSListener HealthyThreshold, UnhealthyThreshold")
@@ -187,6 +194,10 @@ CLB_SOURCE_RANGE: Final = "100.64.0.0/10"  # CLB forwards and health-checks from
 # -- what forces replacement ---------------------------------------------------------------------
 
 # Input properties (engine names, camelCase) whose change replaces the resource (TF ForceNew).
+# Checked against aliyun/terraform-provider-alicloud 81c43b6 (1.289.0+, Aug 2026; pulumi-alicloud 4.0.0
+# bridges ~1.295) and the pulumi_alicloud 4.0.0 docstrings. Not ForceNew, so updated in place:
+# ECS `vswitchId` ("the instance will reboot"), `imageId` (re-initialises the system disk) and
+# `userData`; VPC `cidrBlock`; certificate and load balancer names.
 FORCE_NEW: Final[dict[str, frozenset[str]]] = {
     LOAD_BALANCER: frozenset({"addressType", "vswitchId", "masterZoneId", "slaveZoneId", "addressIpVersion",
                               "address", "resourceGroupId"}),
@@ -196,12 +207,52 @@ FORCE_NEW: Final[dict[str, frozenset[str]]] = {
     LISTENER: frozenset({"loadBalancerId", "protocol", "frontendPort", "backendPort", "forwardPort",
                          "listenerForward"}),
     BACKEND_SERVER: frozenset({"loadBalancerId"}),
-    VPC: frozenset(),
-    VSWITCH: frozenset({"vpcId", "cidrBlock", "zoneId"}),
+    VPC: frozenset({"ipv6CidrBlock", "isDefault", "userCidrs"}),
+    VSWITCH: frozenset({"vpcId", "cidrBlock", "zoneId", "availabilityZone", "isDefault"}),
     SECURITY_GROUP: frozenset({"vpcId", "securityGroupType"}),
-    SECURITY_GROUP_RULE: frozenset({"securityGroupId", "type", "ipProtocol", "portRange", "cidrIp", "nicType",
-                                    "policy", "priority", "sourceSecurityGroupId"}),
-    ECS_INSTANCE: frozenset({"vswitchId", "availabilityZone", "systemDiskCategory"}),
+    SECURITY_GROUP_RULE: frozenset({"securityGroupId", "type", "ipProtocol", "portRange", "cidrIp", "ipv6CidrIp",
+                                    "nicType", "policy", "priority", "sourceSecurityGroupId",
+                                    "sourceGroupOwnerAccount", "sourceGroupOwnerId", "prefixListId"}),
+    ECS_INSTANCE: frozenset({"availabilityZone", "systemDiskCategory", "systemDiskStorageClusterId",
+                             "systemDiskEncrypted", "systemDiskKmsKeyId", "systemDiskEncryptAlgorithm",
+                             "networkInterfaceId", "networkInterfaceTrafficMode", "networkCardIndex",
+                             "queuePairNumber", "sourceDestCheck", "dataDisks", "networkInterfaces", "spotStrategy",
+                             "spotPriceLimit", "spotInterruptionBehavior", "securityEnhancementStrategy",
+                             "hpcClusterId", "httpPutResponseHopLimit", "ipv6AddressCount", "dedicatedHostId",
+                             "launchTemplateName", "launchTemplateId", "launchTemplateVersion", "imageOptions"}),
 }
 FORCE_NEW_SOURCE: Final = "TF resource_alicloud_{slb_load_balancer,slb_ca_certificate,slb_server_certificate," \
     "slb_listener,slb_backend_server,vpc,vswitch,security_group,security_group_rule,instance}.go ForceNew"
+
+# -- how the provider deletes, and what CLB answers (the emulator's refusals) --------------------
+
+# The provider retries DeleteServerCertificate on CertificateAndPrivateKeyIsRefered for 3 minutes
+# (TF resource_alicloud_slb_server_certificate.go Delete: resource.Retry(3*time.Minute, ...)), but
+# DeleteCACertificate only on busy errors (TF resource_alicloud_slb_ca_certificate.go Delete): a CA
+# certificate still bound to a listener fails the update at once.
+DELETE_RETRIED_WHEN_IN_USE: Final = {SERVER_CERTIFICATE: 180, CA_CERTIFICATE: 0}
+# AddBackendServers at create takes the whole set in one call; updates are sent 20 at a time
+# (TF resource_alicloud_slb_backend_server.go: Create has no chunking, Update uses step := 20).
+BACKENDS_CHUNKED_ON_UPDATE: Final = True
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    code: str
+    source: str
+
+
+ERR_INVALID_PARAMETER: Final = ErrorCode("InvalidParameter", "API common error code")
+# DeleteCACertificate / DeleteServerCertificate: "The specified certificate is bound to listeners."
+ERR_CERT_IN_USE: Final = ErrorCode("CertificateAndPrivateKeyIsRefered",
+                                   "API DeleteCACertificate error codes; TF slb_server_certificate Delete")
+ERR_PRIVATE_KEY_ENCRYPTED: Final = ErrorCode("PrivateKeyEncryption", "FACTS Certificates: API errors seen")
+ERR_KEY_FORMAT: Final = ErrorCode("KeyFormatError", "FACTS Certificates: API errors seen")
+ERR_CERT_KEY_MISMATCH: Final = ErrorCode("CertificateNotMatchPrivateKey", "FACTS Certificates: API errors seen")
+# The code CLB answers for a second listener on a port is not in the sources above; this is the
+# name the project uses for it (the message says what happened).
+ERR_LISTENER_EXISTS: Final = ErrorCode("ListenerAlreadyExists", "unverified code name; collision per FACTS listener id")
+ERR_LB_NOT_FOUND: Final = ErrorCode("InvalidLoadBalancerId.NotFound", "TF slb_load_balancer Delete")
+ERR_SERVER_CERT_NOT_FOUND: Final = ErrorCode("ServerCertificateId.NotFound", "TF slb_server_certificate Delete")
+ERR_CA_CERT_NOT_FOUND: Final = ErrorCode("CACertificateId.NotFound", "TF slb_ca_certificate Delete")
+ERR_SHARED_HALTED: Final = ErrorCode("ShareSlbHaltSales", "FACTS Billing: shared-performance instances discontinued")

@@ -8,6 +8,7 @@ Each command is a small function: the work lives in offline (stack, seed, plan),
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -85,7 +86,24 @@ def cmd_diff(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise UserError(f"{path}: not a plan written by `make plan PLAN_JSON=...` ({exc})") from None
     print(diff_documents(documents[0], documents[1]).render())
-    return 0
+    return 0 if _replay(documents[0], documents[1], args.steps_json) else 1
+
+
+def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | None) -> bool:
+    """The update's steps against the CLB emulator. The preview above stays on stdout as the
+    README shows it; the replay's verdict goes to stderr, and any refusal fails the command."""
+    from slbmtls.replay import replay, write_steps_json
+
+    result = replay(before, after)
+    print(result.render(), file=sys.stderr)
+    if steps_json:
+        try:
+            write_steps_json(steps_json, json.dumps(result.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            reason = {errno.ELOOP: "it is a symbolic link, which is not followed",
+                      errno.ENXIO: "it is not a regular file"}.get(exc.errno or 0, exc.strerror or str(exc))
+            raise UserError(f"STEPS_JSON={steps_json}: cannot write it: {reason}") from None
+    return bool(result.ok)
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -103,7 +121,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
     files = write_client_bundle(
         Path(args.out), args.client, issued, material.ca.certificate, material.crl_pem,
-        password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN,
+        password=password, profile=Profile.LEGACY if args.legacy else Profile.MODERN, plain_key=args.plain_key,
     )
     for path in files.paths:
         print(f"wrote {path} (0600)")
@@ -155,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diff", help="what changes between two plan JSON files, as a preview shows it")
     d.add_argument("before")
     d.add_argument("after")
+    d.add_argument("--steps-json", help="also write the replayed steps as JSON to this file (0600)")
     d.set_defaults(func=cmd_diff)
     b = sub.add_parser("bundle", help="write a client's PKCS#12 and PEM files")
     b.add_argument("--stack", default="dev")
@@ -162,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True)
     b.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Windows/macOS")
     b.add_argument("--password-file")
+    b.add_argument("--plain-key", action="store_true", help="also write NAME.plain.key, unencrypted (0600)")
     b.set_defaults(func=cmd_bundle)
     i = sub.add_parser("inspect", help="summarise a certificate, CSR, CRL or PKCS#12 file")
     i.add_argument("file")

@@ -173,7 +173,7 @@ class LoadBalancerConfig(_Section):
 
 class HealthCheckConfig(_Section):
     enabled: Bool = Field(True, description="health checks on the backends")
-    uri: Annotated[str, _rule(clb.HEALTH_URI)] = Field("/healthz", description="path checked (not a single `/`)")
+    uri: Annotated[str, _rule(clb.HEALTH_URI)] = Field("/", description="path the check requests")
     method: Annotated[str, _rule(clb.HEALTH_METHODS)] = Field("head", description="`head` or `get`")
     http_codes: tuple[Annotated[str, _rule(clb.HEALTH_HTTP_CODES)], ...] = Field(
         ("http_2xx",), alias="httpCodes", min_length=1, description="healthy status classes, e.g. [http_2xx]")
@@ -199,7 +199,8 @@ class ListenerConfig(_Section):
     backend_port: Port = Field(80, alias="backendPort", description="backend HTTP port; a change replaces it")
     bandwidth: Annotated[int, _rule(clb.BANDWIDTH)] = Field(
         clb.BANDWIDTH_PAY_BY_TRAFFIC, description="-1 (unlimited; pay-by-traffic internet LBs), else Mbit/s")
-    scheduler: Annotated[str, _rule(clb.SCHEDULERS)] = Field("wrr", description="`wrr` or `rr`")
+    scheduler: Annotated[str, _rule(clb.SCHEDULERS)] = Field(
+        "wrr", description="weighted round robin, round robin, weighted least connections")
     tls_cipher_policy: Annotated[str, _rule(clb.Choice(
         tuple(p for p in clb.TLS_POLICIES if p not in clb.WEAK_TLS_POLICIES),
         clb.TLS_POLICY_SOURCE))] = Field(
@@ -258,32 +259,53 @@ class PkiConfig(_Section):
     client_days: Days3650 = Field(365, alias="clientDays", description="default client lifetime")
     renew_before_days: Annotated[int, _rule(clb.IntRange(0, 365, "slb-mtls"))] = Field(
         30, alias="renewBeforeDays", description="warn this many days before an expiry")
-    crl_days: Days3650 = Field(30, alias="crlDays")
+    crl_days: Annotated[None, _Rule(_crl_days_gone, expected="(no longer used)")] = Field(
+        None, alias="crlDays", description="no longer used: CRLs are valid until the CA's last day")
     subject: SubjectConfig = SubjectConfig()
     server_generation: Generation = Field(1, alias="serverGeneration", description="bump for a new server key")
     server_issued: Date | None = Field(None, alias="serverIssued", description="default: `issued`")
     server_alt_names: tuple[AltName, ...] = Field((), alias="serverAltNames")
 
 
+_EMAIL: Final = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}"
+_EMAIL_TEXT: Final = "an ASCII email address such as alice@example.com"
+_CSR: Final = r"\s*-----BEGIN CERTIFICATE REQUEST-----[A-Za-z0-9+/=\s-]+-----END CERTIFICATE REQUEST-----\s*"
+
+
 class ClientConfig(_Section):
     name: Annotated[str, _text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
                                "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")]
-    email: Annotated[str | None, _text(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}",
-                                       "an ASCII email address such as alice@example.com")] = None
+    email: Annotated[str | None, _rule(clb.Pattern(_EMAIL, _EMAIL_TEXT, "RFC 5280 rfc822Name"))] = None
     key_type: Annotated[str, _rule(CLIENT_KEY_TYPES)] = Field("rsa-2048", alias="keyType")
     generation: Generation = Field(1, description="bump for a new key")
     issued: Date | None = Field(None, description="default: `pki.issued`; set to renew")
     days: Days3650 | None = Field(None, description="default: `pki.clientDays`")
-    csr: Annotated[str | None, _text(r"\s*-----BEGIN CERTIFICATE REQUEST-----[A-Za-z0-9+/=\s-]+"
-                                     r"-----END CERTIFICATE REQUEST-----\s*", "a PEM certificate signing request",
-                                     lines=True)
-                   ] = Field(None, description="the client keeps its key; gets clientAuth only")
+    csr: Annotated[str | None, _text(_CSR, "a PEM certificate signing request", lines=True)] = Field(
+        None, description="the client keeps its key; gets clientAuth only")
 
 
 class RevocationConfig(_Section):
     name: Annotated[str, _text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "a client name")]
     reason: Annotated[str, _rule(clb.Choice(tuple(REVOCATION_REASONS), "RFC 5280 5.3.1"))] = "unspecified"
-    date: Date | None = Field(None, description="default: the CA's first day; not in the future (UTC)")
+    date: Date | None = Field(None, description="default: the revoked certificate's first day; not in the future")
+    # A revoked client may leave `clients`: its entry then keeps what its certificate was made from,
+    # so the CRLs still list its serial. Same meaning and defaults as in `clients`.
+    email: Annotated[str | None, _rule(clb.Pattern(_EMAIL, _EMAIL_TEXT, "RFC 5280 rfc822Name"))] = None
+    key_type: Annotated[str | None, _rule(CLIENT_KEY_TYPES)] = Field(None, alias="keyType")
+    generation: Generation | None = None
+    issued: Date | None = None
+    days: Days3650 | None = None
+    csr: Annotated[str | None, _text(_CSR, "a PEM certificate signing request", lines=True)] = None
+
+    @property
+    def details(self) -> set[str]:
+        """The client-detail keys this entry sets (only meaningful once the client left `clients`)."""
+        return {(f.alias or n) for n, f in type(self).model_fields.items()
+                if n in self.model_fields_set and n not in ("name", "reason", "date")}
+
+
+def _crl_days_gone(value: object) -> object:
+    raise _refuse("nothing: CRLs now stay valid until the CA's last day (nothing would re-sign them); remove it")
 
 
 def _revocation(value: object) -> object:
@@ -544,17 +566,18 @@ def _pki_checks(s: Settings, today: dt.date) -> Iterator[str]:
         if client.csr is not None and "keyType" in client.model_fields_set:
             yield f"{NAMESPACE}:clients[{i}]: give keyType or csr, not both (with a csr the client's key is used)"
         yield from future(f"clients[{i}].issued", client.issued)
-    names = [c.name for c in s.clients]
+    names = {c.name for c in s.clients}
     revoked: list[str] = []
     for i, revocation in enumerate(s.revoked):
-        if revocation.name not in names:
-            yield (f"{NAMESPACE}:revoked[{i}]: {revocation.name!r} is not a configured client; known clients: "
-                   f"{', '.join(names) or '(none)'} (keep revoked clients in {NAMESPACE}:clients so their "
-                   "old certificates can be listed in the CRL)")
+        if revocation.name in names and revocation.details:
+            yield (f"{NAMESPACE}:revoked[{i}]: {revocation.name!r} is still in {NAMESPACE}:clients, which holds its "
+                   f"details; remove {', '.join(sorted(revocation.details))} here, or move them here when the "
+                   "client leaves clients")
         if revocation.name in revoked:
             yield f"{NAMESPACE}:revoked[{i}]: {revocation.name!r} is revoked twice"
         revoked.append(revocation.name)
         yield from future(f"revoked[{i}].date", revocation.date)
+        yield from future(f"revoked[{i}].issued", revocation.issued)
         if revocation.date is not None and revocation.date < pki.issued:
             yield (f"{NAMESPACE}:revoked[{i}].date: {revocation.date.isoformat()!r} is before the CA's first day "
                    f"{pki.issued.isoformat()}; expected a date from then on")
@@ -574,17 +597,18 @@ def _operator_certificate(s: Settings, secrets: StackSecrets) -> OperatorCertifi
 def _pki_spec(s: Settings, operator: OperatorCertificate | None) -> PkiSpec:
     pki, subject = s.pki, s.pki.subject
     key_type = KeyType.rsa(pki.key_bits, setting=f"{NAMESPACE}:pki.keyBits")
-    clients = tuple(
-        ClientSpec(
+    def client_spec(c: ClientConfig | RevocationConfig) -> ClientSpec:
+        return ClientSpec(
             name=c.name,
             validity=Validity(c.issued or pki.issued, c.days or pki.client_days),
             email=c.email,
-            key_type=KeyType(c.key_type),
-            generation=c.generation,
+            key_type=KeyType(c.key_type or "rsa-2048"),
+            generation=c.generation or 1,
             csr_pem=c.csr,
         )
-        for c in s.clients
-    )
+
+    clients = tuple(client_spec(c) for c in s.clients)
+    active = {c.name for c in s.clients}
     return PkiSpec(
         subject=Subject(
             common_name=subject.common_name or _default_common_name(subject),
@@ -596,10 +620,10 @@ def _pki_spec(s: Settings, operator: OperatorCertificate | None) -> PkiSpec:
                           Validity(pki.server_issued or pki.issued, pki.server_days),
                           pki.server_generation, key_type, operator),
         clients=clients,
-        revocations=tuple(Revocation(r.name, r.reason, r.date) for r in s.revoked),
+        revocations=tuple(Revocation(r.name, r.reason, r.date, None if r.name in active else client_spec(r))
+                          for r in s.revoked),
         ca_generation=pki.ca_generation,
         ca_key_type=key_type,
-        crl_days=pki.crl_days,
     )
 
 

@@ -18,6 +18,7 @@ import pulumi
 from google.protobuf import json_format
 
 from slbmtls import engine, program
+from slbmtls.emulator import ClbError, Emulator
 
 SECRET_MARK = "[secret]"
 
@@ -36,6 +37,8 @@ class PlannedResource:
     id: str
     parent: str | None
     inputs: dict[str, Any]
+    # resource options the engine acts on: deleteBeforeReplace, protect, dependsOn (names)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Plan:
             "stack": self.stack,
             "resources": [
                 {"type": r.type, "name": r.name, "id": r.id, "parent": r.parent,
-                 "inputs": reveal(r.inputs, show_secrets)}
+                 "inputs": reveal(r.inputs, show_secrets), "options": r.options}
                 for r in self.resources
             ],
             "outputs": reveal(self.outputs, show_secrets),
@@ -106,10 +109,21 @@ class PlanMocks(pulumi.runtime.Mocks):
 
     def __init__(self, region: str) -> None:
         self.region = region
+        self.emulator = Emulator()
+        self.refusals: list[ClbError] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         if not args.custom:
             return None, {}
+        rid, state = self._mock(args)
+        try:  # what CLB would answer; collected, and raised once the program has run
+            self.emulator.create(args.typ, args.name, str(rid), reveal(_from_wire(dict(args.inputs)), True),
+                                 keep_refused=True)
+        except ClbError as refusal:
+            self.refusals.append(refusal)
+        return rid, state
+
+    def _mock(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         kind = args.typ.rsplit(":", 1)[-1]
         if kind == "Listener":  # CLB's own format: <lb id>:<protocol>:<port>
@@ -145,16 +159,20 @@ class RecordingMonitor(engine.MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             inputs = _from_wire(json_format.MessageToDict(request.object))
             parent = request.parent.rsplit("::", 1)[-1] if request.parent else None
-            self.recorded.append(PlannedResource(request.type, request.name, response.id or "", parent, inputs))
+            options = {"protect": bool(request.protect), "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                       "dependsOn": sorted({urn.rsplit("::", 1)[-1] for urn in request.dependencies})}
+            self.recorded.append(PlannedResource(request.type, request.name, response.id or "", parent, inputs,
+                                                 options))
         return response
 
 
 def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str], *,
         program_fn: Callable[[], dict[str, Any]] = program.build, mocks: PlanMocks | None = None) -> Plan:
-    """One fresh program run. Raises pulumi.RunError for invalid configuration.
-    `program_fn` declares the resources and returns the outputs (the real program unless a caller
-    wraps it); `mocks` answer for the provider (the seam for an emulated CLB)."""
-    monitor = RecordingMonitor(mocks or PlanMocks(config.get("alicloud:region", "")))
+    """One fresh program run. Raises pulumi.RunError for invalid configuration, or for a plan the
+    emulated CLB refuses. `program_fn` declares the resources and returns the outputs (the real
+    program unless a caller wraps it); `mocks` answer for the provider (the emulator's seam)."""
+    mocks = mocks or PlanMocks(config.get("alicloud:region", ""))
+    monitor = RecordingMonitor(mocks)
     engine.reset_root_stack()  # a new root stack for every run
     pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -172,6 +190,8 @@ def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]
         engine.sync_await(resolve(exported))
 
     engine.run_program(body)
+    if mocks.refusals:
+        raise pulumi.RunError("CLB would refuse this plan:\n" + "\n".join(f"  {r}" for r in mocks.refusals))
     # registrations arrive in whatever order their inputs resolve: sort, so plans compare stably
     plan.resources = sorted(monitor.recorded, key=lambda r: (r.parent is not None and r.parent != stack_name(plan),
                                                               r.type, r.name))

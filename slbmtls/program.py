@@ -108,6 +108,11 @@ def report(config: StackConfig, material: PkiMaterial, on: dt.date) -> None:
             f"clients {', '.join(ec_clients)} use EC P-256 keys: whether CLB's mutual TLS accepts EC client "
             "certificates is not documented; treat them as unverified until `make verify` passes its EC row "
             "against the live listener (keyType: rsa-2048 is the safe choice)")
+    departed = [r.name for r in config.pki.revocations if r.client is not None]
+    if departed:
+        pulumi.log.warn(
+            f"revoked {', '.join(departed)} not in slb-mtls:clients: the CRLs list the certificate made from the "
+            "details in its revoked entry; check the name is not a typo")
     if material.revoked:
         pulumi.log.warn(
             f"CA epoch {material.ca.epoch}: revoked {', '.join(material.revoked)}. CLB does not check CRLs, "
@@ -148,7 +153,8 @@ def declare(config: StackConfig, material: PkiMaterial, name: str = "mtls") -> d
         "clientCertificatePems": {n: c.certificate_pem for n, c in material.clients.items()},
         "revokedClients": list(material.revoked),
         "crlPem": material.crl_pem,
-        "clientPrivateKeyPems": pulumi.Output.secret(
-            {n: c.private_key_pem() for n, c in material.clients.items() if c.private_key is not None}
-        ),
+        # every CA certificate this stack trusted and must never trust again: plan-diff and `make up`
+        # refuse a plan whose caFingerprint is here. Client keys are not outputs: `make bundle`
+        # re-derives them, so only the server key (which CLB must hold) is in state.
+        "retiredCaFingerprints": list(material.retired_ca_fingerprints),
     }

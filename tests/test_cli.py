@@ -97,10 +97,10 @@ def test_inspect_crl_and_certificate(tmp_path: Path) -> None:
     out = tmp_path / "e"
     assert run_cli("bundle", "--client", "build-agent", "--out", str(out)).returncode == 0
     crl = run_cli("inspect", str(out / "crl.pem"))
-    assert "CRL #0 from" in crl.stdout and "0 revoked" in crl.stdout
+    assert "CRL from" in crl.stdout and "revoked:     0" in crl.stdout and "state:       current" in crl.stdout
     cert = run_cli("inspect", str(out / "build-agent.crt"))
     assert "key:         EC secp256r1" in cert.stdout
-    assert "SAN:         urn:slb-mtls:client:build-agent" in cert.stdout
+    assert "SAN:         https://slb-mtls.invalid/client/build-agent" in cert.stdout
     assert "EKU:         clientAuth" in cert.stdout
 
 

@@ -102,3 +102,26 @@ def test_ca_generation_rotates_everything() -> None:
     # client keys survive a CA rotation; their certificates do not
     assert one.clients["alice"].private_key_pem() == two.clients["alice"].private_key_pem()
     assert one.clients["alice"].fingerprint != two.clients["alice"].fingerprint
+
+
+def test_keys_from_the_helper_process_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans stay byte-identical whether keys were derived here or by pki.keyworker."""
+    from conftest import client, spec
+
+    from pki import Revocation, keypool
+
+    def pems() -> str:
+        keypool._CACHE.clear()
+        clients = tuple(client(f"c{i}") for i in range(7))
+        m = build_material(SEED, spec((Revocation("c1"),), clients=clients), today=TODAY)
+        return "".join([m.ca.issued.certificate_pem, m.crl_pem, *m.retired_ca_fingerprints,
+                        *(c.certificate_pem + c.private_key_pem() for c in m.clients.values())])
+
+    monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "1")
+    alone = pems()
+    monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
+    calls = []
+    real = keypool.subprocess.Popen
+    monkeypatch.setattr(keypool.subprocess, "Popen", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert pems() == alone
+    assert calls, "the helper process was not used"

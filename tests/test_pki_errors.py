@@ -155,5 +155,5 @@ def test_bundle_files_are_private_and_never_overwritten(material: PkiMaterial, t
     before = (out / "alice.p12").read_bytes()
     with pytest.raises(PkiError, match="refusing to overwrite alice.p12, alice.crt"):
         write_client_bundle(out, "alice", material.clients["alice"], material.ca.certificate, material.crl_pem,
-                            password="another-password", profile=Profile.LEGACY)
+                            password="another password, long enough", profile=Profile.LEGACY)
     assert (out / "alice.p12").read_bytes() == before

@@ -101,7 +101,7 @@ def test_prod_differs_where_production_should(prod: Plan) -> None:
 def test_certificate_resources_are_named_by_fingerprint(dev: Plan) -> None:
     ca, server = dev.one(CA), dev.one(SERVER)
     assert ca.name == f"mtls-ca-{dev.outputs['caFingerprint'][:12]}"
-    assert ca.inputs["caCertificateName"] == f"slb-mtls-dev-ca-g1.r0-{dev.outputs['caFingerprint'][:12]}"
+    assert ca.inputs["caCertificateName"] == f"slb-mtls-dev-ca-{dev.outputs['caEpoch']}-{dev.outputs['caFingerprint'][:12]}"
     assert server.name == f"mtls-server-{dev.outputs['serverCertificateFingerprint'][:12]}"
     # a readable console name, unique per certificate, so a create-first replacement cannot collide
     assert server.inputs["name"] == f"slb-mtls-dev-server-{dev.outputs['serverCertificateFingerprint'][:12]}"
@@ -173,8 +173,9 @@ def test_outputs(dev: Plan) -> None:
     assert out["address"].startswith("203.0.113.")
     assert out["listenerId"] == dev.one(LISTENER).id
     assert set(out["clients"]) == {"alice", "bob", "build-agent"}
-    assert isinstance(out["clientPrivateKeyPems"], Secret)
-    assert out["revokedClients"] == [] and out["caEpoch"] == "g1.r0"
+    assert "clientPrivateKeyPems" not in out  # client keys stay out of state: make bundle re-derives them
+    assert out["revokedClients"] == [] and out["caEpoch"].startswith("g1.r0.")
+    assert out["retiredCaFingerprints"] == []  # nothing trusted before, nothing retired
 
 
 def test_nothing_secret_in_the_clear(dev: Plan, prod: Plan) -> None:
@@ -182,7 +183,8 @@ def test_nothing_secret_in_the_clear(dev: Plan, prod: Plan) -> None:
         text = json.dumps(plan.to_json(show_secrets=False))
         assert "PRIVATE KEY" not in text
         assert TEST_SEED not in text
-        assert text.count(SECRET_MARK) == 2  # the server key input and the client keys output
+        assert text.count(SECRET_MARK) == 1  # the server key input: the only private key in state
+        assert not any(isinstance(v, Secret) for v in plan.outputs.values())
         revealed = json.dumps(plan.to_json(show_secrets=True))
         assert "PRIVATE KEY" in revealed and TEST_SEED not in revealed
 
@@ -208,7 +210,7 @@ def test_ca_rotation_replaces_certificates_and_updates_the_listener_in_place(dev
     assert [n.rsplit("-", 1)[0] for n in changes["create"]] == ["mtls-ca", "mtls-server"]
     assert [n.rsplit("-", 1)[0] for n in changes["delete"]] == ["mtls-ca", "mtls-server"]
     assert changes["update"] == ["mtls-https-443"]
-    assert rotated.outputs["caEpoch"] == "g2.r0"
+    assert rotated.outputs["caEpoch"].startswith("g2.r0.")
 
 
 def test_server_rotation_touches_only_the_server_certificate(dev: Plan) -> None:
