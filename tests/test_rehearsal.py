@@ -110,10 +110,14 @@ def test_two_rehearsals_at_once() -> None:
     assert [p.returncode for p in procs] == [0, 0], outputs
 
 
-def _start_keep(seed: str = TEST_SEED) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "slbmtls", *FAST, "--keep"], cwd=ROOT,
+def _spawn_keep(seed: str = TEST_SEED) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "slbmtls", *FAST, "--keep"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PKI_SEED": seed})
+
+
+def _await_keep(proc: subprocess.Popen[str]) -> list[str]:
+    """Its output up to the curl lines KEEP prints once everything is checked and restored."""
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 240
@@ -121,7 +125,7 @@ def _start_keep(seed: str = TEST_SEED) -> tuple[subprocess.Popen[str], list[str]
         line = proc.stdout.readline()
         assert line, proc.stderr.read() if proc.stderr else ""
         lines.append(line)
-    return proc, lines
+    return lines
 
 
 def _children(pid: int) -> list[int]:
@@ -142,8 +146,9 @@ def _workdir(lines: list[str]) -> Path:
 
 
 def test_keep_prints_the_report_restores_backends_then_cleans_up_on_ctrl_c() -> None:
-    proc, lines = _start_keep()
+    proc = _spawn_keep()
     try:
+        lines = _await_keep(proc)
         text = "".join(lines)
         assert text.index("passed, 0 failed") < text.index("left running")  # the report first
         command = next(line.strip() for line in lines if line.lstrip().startswith("curl"))
@@ -175,9 +180,9 @@ def test_sigterm_and_sigkill_take_haproxy_and_the_folder_and_the_seed_is_nowhere
     """Two KEEP rehearsals at once: one ended by SIGTERM, one by SIGKILL (no handler runs). Before,
     a known seed is looked for in every child's environ and cmdline and every written file."""
     seed = "5eed" * 16
-    started = [_start_keep(seed), _start_keep()]
+    procs = [_spawn_keep(seed), _spawn_keep()]  # side by side, so the test waits for the slower only
     try:
-        (term, term_lines), (kill, kill_lines) = started
+        (term, term_lines), (kill, kill_lines) = [(proc, _await_keep(proc)) for proc in procs]
         dirs = [_workdir(term_lines), _workdir(kill_lines)]
         children = [_children(term.pid), _children(kill.pid)]
         assert all(len(c) >= 2 for c in children)  # haproxy and the folder's supervisor
@@ -196,7 +201,7 @@ def test_sigterm_and_sigkill_take_haproxy_and_the_folder_and_the_seed_is_nowhere
         for workdir, pids in zip(dirs, children, strict=True):
             _gone(workdir, pids)
     finally:
-        for proc, _ in started:
+        for proc in procs:
             if proc.poll() is None:
                 proc.kill()
 
