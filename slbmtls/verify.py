@@ -14,6 +14,7 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
+from pki import PkiMaterial
 from slbmtls.offline import OfflineStack, UserError
 from slbmtls.rehearsal import probes
 from slbmtls.rehearsal.probes import Endpoint, Probes
@@ -74,13 +75,21 @@ def verify(stack: OfflineStack, *, url: str | None = None, client: str | None = 
     except OSError as exc:
         raise UserError(f"URL={url or endpoint.host}: cannot connect to {endpoint.host}:{endpoint.port} "
                         f"({exc.strerror or exc})") from None
-    client = client or clients[0]
     previous_spec = stack.previous_epoch(config.pki)
     previous = stack.material_for(previous_spec) if previous_spec is not None else None
-    policy = config.listener.tls_cipher_policy
-    report = Report("verify", stack.name)
     print(f"verifying stack {stack.name!r} at {endpoint}\n")
     sys.stdout.flush()
+    report = _check(Report("verify", stack.name), endpoint, material, previous, client or clients[0],
+                    config.listener.tls_cipher_policy, expect_backends)
+    print(report.render())
+    if report_json:
+        report.write_json(report_json)
+    return 0 if report.passed else 1
+
+
+def _check(report: Report, endpoint: Endpoint, material: PkiMaterial, previous: PkiMaterial | None, client: str,
+           policy: str, expect_backends: int | None) -> Report:
+    """The step-7 rows, with every bundle and probe in a private folder removed afterwards."""
     with Workdir("slb-mtls-verify-") as workdir:
         pr = Probes(workdir, material)
         credential = pr.bundle(client, material.clients[client], material.ca.epoch)
@@ -89,14 +98,12 @@ def verify(stack: OfflineStack, *, url: str | None = None, client: str | None = 
         probes.check_server_certificate(report, endpoint, material, responses[0])
         probes.check_tls_versions(report, endpoint, POLICY_TLS_VERSIONS[policy], credential)
         probes.check_refusals(report, endpoint, pr)
-        probes.check_clients(report, endpoint, pr, material, [n for n in clients if n != client])
+        probes.check_clients(report, endpoint, pr, material,
+                             [n for n in probes.current_clients(material) if n != client])
         if previous is not None:
             probes.check_previous_epoch(report, endpoint, pr, previous)
         else:
             report.notes.append(f"CA epoch {material.ca.epoch} is the first: no older bundles to refuse")
     if policy in ECDHE_ONLY:
         report.notes.append(f"{policy} offers ECDHE suites only; cipher suites are not checked here")
-    print(report.render())
-    if report_json:
-        report.write_json(report_json)
-    return 0 if report.passed else 1
+    return report
