@@ -72,23 +72,24 @@ def haproxy(spec: ListenerSpec, served: tuple[Workdir, list[Backend]], sub: str,
     return HAProxy(spec, backends, workdir, sub, edit=edit)
 
 
-@pytest.mark.usefixtures("seeded")
-def test_the_rehearsal_listener_passes(tmp_path: Path, spec: ListenerSpec, served: Any,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_smoke_the_rehearsal_listener_passes(tmp_path: Path, spec: ListenerSpec, served: Any) -> None:
+    """As a user (and the deploy workflow) runs it: a subprocess, the seed from PKI_SEED."""
     proxy = haproxy(spec, served, "right")
+    report = tmp_path / "report.json"
     try:
-        code, report = verify(tmp_path, proxy.port, "--expect-backends", "2")
+        result = run_cli("verify", "--stack", "dev", "--url", f"https://127.0.0.1:{proxy.port}", "--report-json",
+                         str(report), "--expect-backends", "2", subprocess_=True)
     finally:
         proxy.stop()
-    out = capsys.readouterr().out
-    assert code == 0, out
-    names = [c["name"] for c in report["checks"]]
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = [c["name"] for c in json.loads(report.read_text())["checks"]]
     assert {"server certificate", "TLS versions offered", "refused: no client certificate",
             "refused: certificate from another CA", "refused: expired client certificate",
             "refused: server certificate as client", "alice's requests spread over backends",
             "accepted: build-agent (EC P-256)"} <= set(names)
-    assert "4 served by 2 distinct backends" in out
-    assert TEST_SEED not in out
+    assert "4 served by 2 distinct backends" in result.stdout
+    assert TEST_SEED not in result.stdout + result.stderr
+    assert report.stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.usefixtures("seeded")
