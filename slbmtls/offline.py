@@ -105,7 +105,10 @@ class OfflineStack:
         """The PKI as it was one CA epoch ago: before the last revocation, else the previous CA
         generation; None at the first epoch."""
         if spec.revocations:
-            return replace(spec, revocations=spec.revocations[:-1])
+            last = spec.revocations[-1]
+            # a revoked client that left `clients` still had a bundle from that epoch
+            clients = spec.clients + ((last.client,) if last.client is not None else ())
+            return replace(spec, revocations=spec.revocations[:-1], clients=clients)
         if spec.ca_generation > 1:
             return replace(spec, ca_generation=spec.ca_generation - 1)
         return None

@@ -232,3 +232,17 @@ def test_the_deploy_workflow_verifies_after_every_up() -> None:
         for i in ups:
             later = " ".join(s.get("run", "") for s in steps[i + 1:])
             assert 'make verify STACK="$STACK"' in later
+
+
+def test_the_previous_epoch_includes_a_revoked_client_that_left(dev: OfflineStack) -> None:
+    from conftest import client, spec
+
+    from pki import Revocation
+
+    now = spec((Revocation("bob", "keyCompromise"), Revocation("zed", client=client("zed"))))
+    before = dev.previous_epoch(now)
+    assert before is not None
+    assert [r.name for r in before.revocations] == ["bob"]
+    assert "zed" in [c.name for c in before.clients]  # it had a bundle in that epoch: verify tries it
+    first = dev.previous_epoch(spec())
+    assert first is None
