@@ -10,13 +10,13 @@ STACK ?= dev
 # recipe text, where `make plan 'STACK=dev; echo INJECTED'` ran the injected command. $(value ...)
 # takes each as typed, so a value like $(shell ...) is not expanded by make either.
 USER_VARS := STACK PLAN_JSON OVERWRITE BEFORE AFTER STEPS_JSON CLIENT OUT LEGACY PASSWORD_FILE PLAIN_KEY FILE \
-             REPORT_JSON KEEP
+             REPORT_JSON KEEP URL EXPECT_BACKENDS
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 # A stack name as `pulumi stack` accepts it; checked before any tool sees it.
 CHECK_STACK = [[ "$$STACK" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$$ ]] || { echo "STACK: '$$STACK' is not a stack name (letters, digits, '_', '.', '-')" >&2; exit 2; }
 
-.PHONY: venv test lint typecheck unit plan plan-diff bundle inspect rehearse bench up preview clean
+.PHONY: venv test lint typecheck unit plan plan-diff bundle inspect rehearse verify bench up preview clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,8 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	@scripts/need-tools
-	env $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 2 -q
+	# 4 workers on 2 cores: the rehearsal tests mostly wait on HAProxy's health checks
+	env $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 4 -q
 
 plan: $(STAMP)
 	@$(CHECK_STACK)
@@ -67,6 +68,12 @@ rehearse: $(STAMP)
 	@$(CHECK_STACK)
 	@scripts/need-tools
 	$(PY) -m slbmtls rehearse --stack="$$STACK" $${REPORT_JSON:+--report-json="$$REPORT_JSON"} $${KEEP:+--keep}
+
+# Step 7 against the deployed listener: URL defaults to the stack's `url` output (pulumi CLI).
+verify: $(STAMP)
+	@$(CHECK_STACK)
+	$(PY) -m slbmtls verify --stack="$$STACK" $${URL:+--url="$$URL"} $${CLIENT:+--client="$$CLIENT"} \
+		$${REPORT_JSON:+--report-json="$$REPORT_JSON"} $${EXPECT_BACKENDS:+--expect-backends="$$EXPECT_BACKENDS"}
 
 bench: $(STAMP)
 	@scripts/need-tools bench

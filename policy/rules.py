@@ -24,6 +24,7 @@ from pulumi_policy import (
 )
 
 from slbmtls import clb
+from slbmtls.engine import UNKNOWN
 
 LB = clb.LOAD_BALANCER
 LISTENER = clb.LISTENER
@@ -37,7 +38,7 @@ _WEAK_HASHES = (hashes.MD5, hashes.SHA1, hashes.SHA224)
 
 def _known(value: Any) -> bool:
     """During a preview, ids of resources not yet created are unknown: do not judge those."""
-    return value is not None and value != "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    return value is not None and value != UNKNOWN
 
 
 def listener_requires_mutual_tls(args: ResourceValidationArgs, report: ReportViolation) -> None:

@@ -1,6 +1,8 @@
-"""Operator commands: `python -m slbmtls plan|bundle|inspect|rehearse` (the Makefile wraps them).
+"""Operator commands: `python -m slbmtls plan|diff|bundle|inspect|rehearse|verify` (the Makefile
+wraps them).
 
 Every failure the user can fix is printed as one clear message and exit status 2, never a traceback.
+Each command is a small function: the work lives in offline (stack, seed, plan), rehearsal and verify.
 """
 
 from __future__ import annotations
@@ -16,30 +18,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pki import PkiError, PkiMaterial, Profile, Seed, build_material, write_client_bundle
+from pki import PkiError, Profile, write_client_bundle
 from pki.files import check_target, read_small_file, write_private_file
 from pki.inspect import describe
-from slbmtls.clock import ClockError
-from slbmtls.config import (
-    NAMESPACE,
-    SECRET_KEYS,
-    SEED_KEY,
-    ConfigError,
-    StackConfig,
-    StackSecrets,
-    parse_stack_config,
-    seed_of,
-)
-from slbmtls.program import today
-from slbmtls.stackfile import StackFileError, load_stack, resolve_file_secret, resolve_seed
+from slbmtls.clock import ClockError, today
+from slbmtls.config import ConfigError
+from slbmtls.offline import PROJECT_DIR, OfflineStack, UserError
+from slbmtls.stackfile import StackFileError
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent  # where Pulumi.yaml lives, unless --project-dir
+__all__ = ["PROJECT_DIR", "UserError", "main"]
+
 PLAN_JSON_LIMIT = 64 << 20  # far above any plan (a few hundred KiB with secrets shown)
 INSPECT_LIMIT = 16 << 20  # certificates, CRLs and PKCS#12 files are kilobytes
 
-
-class UserError(Exception):
-    """A problem the user fixes; printed without a traceback."""
+_EPHEMERAL = ("notice: PKI_SEED is not set; using a throwaway seed, so certificates differ from the stack's "
+              "and from run to run")
 
 
 @contextlib.contextmanager
@@ -83,42 +76,6 @@ def _read_secret_file(path: str, what: str) -> str:
     return text
 
 
-# -- plan --------------------------------------------------------------------------------------
-
-
-def make_plan(stack: str, *, project_dir: Path = PROJECT_DIR, ephemeral_ok: bool = True,
-              overrides: dict[str, str] | None = None) -> tuple[Any, str]:
-    """Run the program for a stack under the mock engine; the plan and where its seed came from.
-    `overrides` replace engine config values (full keys, JSON text), e.g. to plan a what-if."""
-    import pulumi
-
-    from slbmtls import plan as planner
-
-    stack_file = load_stack(project_dir, stack)
-    config = {**stack_file.engine_config(), **(overrides or {})}
-    secret_keys = []
-    # A secret written in plain text in the stack file goes to the program as the engine would
-    # hand it over, not marked secret, so the program refuses it exactly as under `pulumi up`.
-    if SEED_KEY in stack_file.values:
-        source = "stack file (plain text)"
-    else:
-        config[SEED_KEY], source = resolve_seed(stack_file, allow_ephemeral=ephemeral_ok)
-        secret_keys.append(SEED_KEY)
-    # a brought server certificate's key (and passphrase) are secrets the stack file cannot show us
-    for key, env_var in (("serverPrivateKey", "SERVER_PRIVATE_KEY_FILE"),
-                         ("serverPrivateKeyPassphrase", "SERVER_PRIVATE_KEY_PASSPHRASE_FILE")):
-        if f"{NAMESPACE}:{key}" in stack_file.values:
-            continue
-        value = resolve_file_secret(stack_file, key, env_var)
-        if value is not None:
-            config[f"{NAMESPACE}:{key}"] = value.strip() if key.endswith("Passphrase") else value
-            secret_keys.append(f"{NAMESPACE}:{key}")
-    try:
-        return planner.run(stack_file.project, stack, config, secret_keys), source
-    except pulumi.RunError as exc:
-        raise UserError(str(exc)) from None
-
-
 def _summary(value: Any) -> str:
     if isinstance(value, str) and "-----BEGIN" in value:
         kinds = sorted({line[11:-5] for line in value.splitlines() if line.startswith("-----BEGIN")})
@@ -143,31 +100,35 @@ def render_plan(plan: Any, source: str) -> str:
     return "\n".join(lines)
 
 
-def cmd_plan(args: argparse.Namespace) -> None:
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:  # a target that will be refused is reported before the plan is made
         check_target(Path(args.json), overwrite=args.overwrite, what="PLAN_JSON")
-    plan, source = make_plan(args.stack, project_dir=args.project_dir)
-    if source == "ephemeral":
-        print("notice: PKI_SEED is not set; using a throwaway seed, so certificates differ from the "
-              "stack's and from run to run", file=sys.stderr)
-    print(render_plan(plan, source))
+    stack = OfflineStack.load(args.stack, project_dir=args.project_dir, ephemeral_ok=True)
+    if stack.ephemeral:
+        print(_EPHEMERAL, file=sys.stderr)
+    plan = stack.plan().plan
+    print(render_plan(plan, stack.seed_source))
     if args.json:
         document = plan.to_json(show_secrets=os.environ.get("SHOW_SECRETS") == "1")
         # 0600 from creation, no symlink followed, whole or absent (with SHOW_SECRETS it holds keys)
         with _terminate_cleanly():
             write_private_file(Path(args.json), (json.dumps(document, indent=2, sort_keys=True) + "\n").encode(),
                                overwrite=args.overwrite, what="PLAN_JSON")
+    return 0
 
 
-def cmd_diff(args: argparse.Namespace) -> None:
+def cmd_diff(args: argparse.Namespace) -> int:
     from slbmtls.plan import diff_documents
 
     documents = [read_plan_document(path, what) for path, what in ((args.before, "BEFORE"), (args.after, "AFTER"))]
     print(diff_documents(documents[0], documents[1]).render())
-    _replay(documents[0], documents[1], args.steps_json)
+    return 0 if _replay(documents[0], documents[1], args.steps_json) else 1
 
 
-def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | None) -> None:
+def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | None) -> bool:
     """The update's steps against the CLB emulator. The preview above stays on stdout as the
     README shows it; the replay's verdict goes to stderr, and any refusal fails the command."""
     from slbmtls.replay import replay, write_steps_json
@@ -181,8 +142,7 @@ def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | Non
             reason = {errno.ELOOP: "it is a symbolic link, which is not followed",
                       errno.ENXIO: "it is not a regular file"}.get(exc.errno or 0, exc.strerror or str(exc))
             raise UserError(f"STEPS_JSON={steps_json}: cannot write it: {reason}") from None
-    if not result.ok:
-        raise SystemExit(1)
+    return bool(result.ok)
 
 
 def read_plan_document(path: str, what: str) -> dict[str, Any]:
@@ -228,41 +188,11 @@ def plan_shape_problem(document: Any) -> str | None:
     return None
 
 
-# -- bundle ------------------------------------------------------------------------------------
-
-
-def offline_stack(stack: str, *, project_dir: Path = PROJECT_DIR) -> tuple[StackConfig, Seed]:
-    """The stack's validated config and its seed, read without the engine. A brought server
-    certificate is left out: its key is a Pulumi secret the offline tools never need."""
-    stack_file = load_stack(project_dir, stack)
-    raw = stack_file.namespace()
-    raw.pop("serverCertificate", None)
-    # as the program does: secrets are not settings, and one in plain text is refused as such
-    plain_seed = raw.get("pkiSeed")
-    if "serverPrivateKey" in raw:  # the program's own message; its brought certificate is not read here
-        raise ConfigError([f"{NAMESPACE}:serverPrivateKey: stored in plain text; remove it and store it encrypted "
-                           "with: pulumi config set --secret serverPrivateKey < server.key"])
-    for key in SECRET_KEYS:
-        raw.pop(key, None)
-    if plain_seed is not None:
-        secrets = StackSecrets(seed=str(plain_seed), seed_is_secret=False)
-    else:
-        secrets = StackSecrets(seed=resolve_seed(stack_file)[0])
-    config = parse_stack_config(raw, stack_file.values.get("alicloud:region"), project=stack_file.project,
-                                stack=stack, secrets=secrets)
-    return config, seed_of(secrets)
-
-
-def stack_material(stack: str, *, project_dir: Path = PROJECT_DIR) -> PkiMaterial:
-    """The stack's CA and client material, rebuilt offline from its file and seed."""
-    config, seed = offline_stack(stack, project_dir=project_dir)
-    return build_material(seed, config.pki, today=today())
-
-
-def cmd_bundle(args: argparse.Namespace) -> None:
+def cmd_bundle(args: argparse.Namespace) -> int:
     # the password file first: a mistake there is found before the keys are derived
     password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
-    material = stack_material(args.stack, project_dir=args.project_dir)
+    stack = OfflineStack.load(args.stack, project_dir=args.project_dir, with_server_key=False)
+    material = stack.material
     client = args.client if len(args.client) <= 80 else args.client[:77] + "..."
     if args.client in material.revoked:
         raise UserError(f"CLIENT={client}: revoked in stack {args.stack}; it gets no bundle")
@@ -283,21 +213,37 @@ def cmd_bundle(args: argparse.Namespace) -> None:
     if files.password_path is not None:
         print(f"the PKCS#12 password was generated and written to {files.password_path}; "
               "send it by a different channel than the bundle")
+    return 0
 
 
-# -- inspect -----------------------------------------------------------------------------------
-
-
-def cmd_inspect(args: argparse.Namespace) -> None:
+def cmd_inspect(args: argparse.Namespace) -> int:
     data = read_small_file(args.file, "FILE", limit=INSPECT_LIMIT)
     password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
     print(describe(data, today=today(), password=password, source=args.file))
+    return 0
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from slbmtls.rehearsal import rehearse
+
+    stack = OfflineStack.load(args.stack, project_dir=args.project_dir, ephemeral_ok=True)
+    if stack.ephemeral:
+        print("notice: PKI_SEED is not set; rehearsing with a throwaway seed", file=sys.stderr)
+    return rehearse(stack, report_json=args.report_json, keep=args.keep)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from slbmtls.verify import verify
+
+    stack = OfflineStack.load(args.stack, project_dir=args.project_dir)
+    return verify(stack, url=args.url, client=args.client, report_json=args.report_json,
+                  expect_backends=args.expect_backends)
 
 
 # -- entry -------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slbmtls", description=__doc__)
     parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR,
                         help="the directory with Pulumi.yaml and the Pulumi.<stack>.yaml files")
@@ -328,28 +274,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--stack", default="dev")
     r.add_argument("--report-json")
     r.add_argument("--keep", action="store_true")
-    r.set_defaults(func=_rehearse)
-    args = parser.parse_args(argv)
+    r.set_defaults(func=cmd_rehearse)
+    v = sub.add_parser("verify", help="check a deployed listener the way the tutorial's step 7 does")
+    v.add_argument("--stack", default="dev")
+    v.add_argument("--url", help="https://host[:port]; default: the stack's `url` output (pulumi CLI)")
+    v.add_argument("--client", help="the client whose bundle is accepted; default: the first one")
+    v.add_argument("--report-json")
+    v.add_argument("--expect-backends", type=int, help="how many distinct backends must answer")
+    v.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         today()  # SLB_MTLS_TODAY is the environment's, not the stack's: report it as such, first
     except ClockError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        args.func(args)
-    except (UserError, ConfigError, PkiError, StackFileError) as exc:
+        return int(args.func(args))
+    except (UserError, ConfigError, PkiError, StackFileError, ClockError) as exc:
         prefix = "invalid stack configuration:\n" if isinstance(exc, ConfigError) else ""
         print(f"error: {prefix}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
-
-
-def _rehearse(args: argparse.Namespace) -> None:
-    from slbmtls.rehearse import cli as rehearse_cli
-
-    if rehearse_cli(args.stack, project_dir=args.project_dir, report_json=args.report_json, keep=args.keep) != 0:
-        raise SystemExit(1)
-
-

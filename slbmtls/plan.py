@@ -10,22 +10,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from google.protobuf import json_format
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import settings as pulumi_settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
-from slbmtls import program
+from slbmtls import engine, program
 from slbmtls.emulator import ClbError, Emulator
 
-_SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SECRET_MARK = "[secret]"
 
 
@@ -91,7 +85,7 @@ def reveal(value: Any, show: bool) -> Any:
 def _from_wire(value: Any) -> Any:
     """Engine wire values to Python: secrets marked, integral numbers as int."""
     if isinstance(value, dict):
-        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+        if value.get(engine.SECRET_SIG_KEY) == engine.SECRET_SIG:
             return Secret(_from_wire(value.get("value")))
         return {k: _from_wire(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -153,7 +147,7 @@ class PlanMocks(pulumi.runtime.Mocks):
         return {}, []
 
 
-class RecordingMonitor(pulumi_mocks.MockMonitor):
+class RecordingMonitor(engine.MockMonitor):
     """The mock monitor, also keeping each registration as the engine would see it."""
 
     def __init__(self, mocks: PlanMocks) -> None:
@@ -172,12 +166,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]) -> Plan:
-    """One fresh program run. Raises pulumi.RunError for invalid configuration."""
-    region = config.get("alicloud:region", "")
-    mocks = PlanMocks(region)
+def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str], *,
+        program_fn: Callable[[], dict[str, Any]] = program.build, mocks: PlanMocks | None = None) -> Plan:
+    """One fresh program run. Raises pulumi.RunError for invalid configuration, or for a plan the
+    emulated CLB refuses. `program_fn` declares the resources and returns the outputs (the real
+    program unless a caller wraps it); `mocks` answer for the provider (the emulator's seam)."""
+    mocks = mocks or PlanMocks(config.get("alicloud:region", ""))
     monitor = RecordingMonitor(mocks)
-    pulumi_settings.ROOT.set(None)  # a new root stack for every run
+    engine.reset_root_stack()  # a new root stack for every run
     pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
     plan = Plan(project, stack)
@@ -190,10 +186,10 @@ def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]
 
     def body() -> None:
         with _capture_warnings(plan.warnings):
-            exported = program.build()
-        _sync_await(resolve(exported))
+            exported = program_fn()
+        engine.sync_await(resolve(exported))
 
-    _sync_await(run_pulumi_func(body))
+    engine.run_program(body)
     if mocks.refusals:
         raise pulumi.RunError("CLB would refuse this plan:\n" + "\n".join(f"  {r}" for r in mocks.refusals))
     # registrations arrive in whatever order their inputs resolve: sort, so plans compare stably

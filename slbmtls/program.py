@@ -29,10 +29,9 @@ from slbmtls.config import (
 
 def _configured_keys() -> set[str]:
     """Every `slb-mtls:*` key the stack sets, so a misspelt one is reported rather than ignored."""
-    from pulumi.runtime import config as runtime_config
+    from slbmtls.engine import configured_keys
 
-    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
-    return {k.split(":", 1)[1] for k in keys if k.startswith(f"{NAMESPACE}:")}
+    return {k.split(":", 1)[1] for k in configured_keys() if k.startswith(f"{NAMESPACE}:")}
 
 
 def read_config() -> tuple[StackConfig, StackSecrets]:
@@ -126,9 +125,14 @@ def report(config: StackConfig, material: PkiMaterial, on: dt.date) -> None:
 
 def build(name: str = "mtls") -> dict[str, Any]:
     """Declare everything; return the stack outputs (secrets wrapped as such)."""
+    return declare(*prepare(), name=name)
+
+
+def declare(config: StackConfig, material: PkiMaterial, name: str = "mtls") -> dict[str, Any]:
+    """The resources and outputs for prepared config and material (the offline tools call this
+    with what `prepare()` gave them, so they reuse the one derivation)."""
     from slbmtls.infra import MutualTlsLoadBalancer  # the provider SDK is heavy: load it only here
 
-    config, material = prepare()
     report(config, material, today())
     lb = MutualTlsLoadBalancer(name, config, material)
     clients = {

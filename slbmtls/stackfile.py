@@ -221,8 +221,8 @@ def load_stack(project_dir: Path, stack: str) -> StackFile:
                                  f"{kind} (JSON text inside a string is not read as structure)")
     passphrase = f"{NAMESPACE}:serverPrivateKeyPassphrase"
     if passphrase in values:
-        # the program has no check of its own for this key; the seed and key are refused by the
-        # program itself, with its messages (see `cli.make_plan`)
+        # refused here too, before anything runs; the seed and key are refused by the program
+        # itself, with its messages (see `OfflineStack`)
         raise StackFileError(f"{stack_file}: {passphrase}: stored in plain text; remove it and store it "
                              "encrypted with:  pulumi config set --secret serverPrivateKeyPassphrase < passphrase.txt")
     return StackFile(project, stack, stack_file, values, frozenset(secure))

@@ -68,3 +68,12 @@ def openssl(*args: str, input: bytes | None = None, cwd: Path | None = None) -> 
 def write(path: Path, text: str | bytes) -> Path:
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     return path
+
+
+# Tests that mostly wait (on HAProxy's health checks, on child processes) go first: with `-n 2` they
+# then overlap the CPU-bound rest instead of running alone at the end.
+_WAITING_FIRST = ("test_rehearsal.py", "test_verify.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in _WAITING_FIRST)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from slbmtls.config import NAMESPACE, SEED_KEY
 from slbmtls.plan import Plan, diff_documents, run
@@ -23,9 +26,22 @@ def stack_values(stack: str = "dev") -> dict[str, Any]:
     return copy.deepcopy(load_stack(ROOT, stack).values)
 
 
+_PLANS: dict[str, Plan] = {}
+
+
 def plan_stack(stack: str = "dev", *, seed: str | None = TEST_SEED, seed_secret: bool = True,
                **overrides: Any) -> Plan:
-    """`overrides` replace `slb-mtls:<key>` values; None removes the key."""
+    """`overrides` replace `slb-mtls:<key>` values; None removes the key. A plan is a pure function
+    of its inputs (and the pinned clock, for warnings): each is run once per test process, and every
+    caller gets its own copy."""
+    key = json.dumps([stack, seed, seed_secret, overrides, os.environ.get("SLB_MTLS_TODAY")], sort_keys=True,
+                     default=str)
+    if key not in _PLANS:
+        _PLANS[key] = _plan_stack(stack, seed=seed, seed_secret=seed_secret, **overrides)
+    return copy.deepcopy(_PLANS[key])
+
+
+def _plan_stack(stack: str, *, seed: str | None, seed_secret: bool, **overrides: Any) -> Plan:
     stack_file = load_stack(ROOT, stack)
     values = copy.deepcopy(stack_file.values)
     for key, value in overrides.items():
@@ -48,13 +64,26 @@ def diff(before: Plan, after: Plan) -> dict[str, list[str]]:
 
 
 def run_cli(*args: str, project: Path = ROOT, env: dict[str, str] | None = None,
-            seed: str | None = TEST_SEED) -> subprocess.CompletedProcess[str]:
-    """`python -m slbmtls ARGS` as a user runs it, against the stack files in `project`."""
+            seed: str | None = TEST_SEED, subprocess_: bool = False) -> subprocess.CompletedProcess[str]:
+    """`python -m slbmtls ARGS` against the stack files in `project`: in this process (fast: no
+    interpreter and Pulumi start-up per call), or as a user runs it with `subprocess_=True`."""
     full_env = {k: v for k, v in os.environ.items() if k != "PKI_SEED"} | (env or {})
     if seed is not None:
         full_env["PKI_SEED"] = seed
-    return subprocess.run([sys.executable, "-m", "slbmtls", "--project-dir", str(project), *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, check=False, timeout=300)
+    argv = ["--project-dir", str(project), *args]
+    if subprocess_:
+        return subprocess.run([sys.executable, "-m", "slbmtls", *argv], cwd=ROOT, env=full_env,
+                              capture_output=True, text=True, check=False, timeout=300)
+    from slbmtls.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, full_env, clear=True), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["slbmtls", *argv], code, out.getvalue(), err.getvalue())
 
 
 def project_with(tmp: Path, stacks: dict[str, str]) -> Path:

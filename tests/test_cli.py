@@ -1,4 +1,5 @@
-"""The operator commands as a user types them: make plan, make bundle, make inspect."""
+"""The operator commands: one smoke test per command as a user types it (make, a subprocess), the
+rest in-process through `slbmtls.cli.main`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import openssl
-from stackrun import ROOT, TEST_SEED
+from stackrun import ROOT, TEST_SEED, run_cli
 
 
 def make(*args: str, seed: str | None = TEST_SEED) -> subprocess.CompletedProcess[str]:
@@ -18,7 +19,7 @@ def make(*args: str, seed: str | None = TEST_SEED) -> subprocess.CompletedProces
                           text=True, check=False, timeout=300)
 
 
-def test_make_plan_prints_a_readable_table(tmp_path: Path) -> None:
+def test_smoke_make_plan_prints_a_readable_table(tmp_path: Path) -> None:
     result = make("plan", "STACK=prod", f"PLAN_JSON={tmp_path / 'plan.json'}")
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -29,21 +30,21 @@ def test_make_plan_prints_a_readable_table(tmp_path: Path) -> None:
     assert (tmp_path / "plan.json").stat().st_mode & 0o777 == 0o600
 
 
-def test_make_plan_without_seed_uses_a_throwaway_one_and_says_so() -> None:
-    result = make("plan", seed=None)
+def test_plan_without_seed_uses_a_throwaway_one_and_says_so() -> None:
+    result = run_cli("plan", seed=None)
     assert result.returncode == 0, result.stderr
     assert "notice: PKI_SEED is not set; using a throwaway seed" in result.stderr
     assert "(project slb-mtls; seed: ephemeral)" in result.stdout
 
 
-def test_make_plan_unknown_stack() -> None:
-    result = make("plan", "STACK=staging")
-    assert result.returncode != 0
+def test_plan_unknown_stack() -> None:
+    result = run_cli("plan", "--stack", "staging")
+    assert result.returncode == 2
     assert "Pulumi.staging.yaml: no such stack file; stacks here: dev, prod" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_make_bundle_and_inspect(tmp_path: Path) -> None:
+def test_smoke_make_bundle_and_inspect(tmp_path: Path) -> None:
     out = tmp_path / "alice"
     result = make("bundle", "CLIENT=alice", f"OUT={out}")
     assert result.returncode == 0, result.stderr
@@ -62,16 +63,16 @@ def test_make_bundle_and_inspect(tmp_path: Path) -> None:
     assert "SAN:         alice@example.com" in inspected.stdout
     assert "EKU:         clientAuth" in inspected.stdout
     assert "days left:" in inspected.stdout and "sha256:" in inspected.stdout
-    again = make("bundle", "CLIENT=alice", f"OUT={out}")
+    again = run_cli("bundle", "--client", "alice", "--out", str(out))
     assert again.returncode == 2
     assert "refusing to overwrite" in again.stderr
 
 
-def test_make_bundle_legacy_with_a_password_file(tmp_path: Path) -> None:
+def test_bundle_legacy_with_a_password_file(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("a long bundle password\n")
     out = tmp_path / "b"
-    result = make("bundle", "CLIENT=bob", f"OUT={out}", "LEGACY=1", f"PASSWORD_FILE={secret}")
+    result = run_cli("bundle", "--client", "bob", "--out", str(out), "--legacy", "--password-file", str(secret))
     assert result.returncode == 0, result.stderr
     assert not (out / "bob.password").exists()
     info = openssl("pkcs12", "-legacy", "-info", "-noout", "-in", str(out / "bob.p12"),
@@ -80,22 +81,30 @@ def test_make_bundle_legacy_with_a_password_file(tmp_path: Path) -> None:
     assert "pbeWithSHA1And3-KeyTripleDES-CBC" in info.stderr + info.stdout
 
 
-def test_make_bundle_refusals() -> None:
-    unknown = make("bundle", "CLIENT=zoe", "OUT=/tmp/never")
+def test_bundle_refusals(tmp_path: Path) -> None:
+    never = tmp_path / "never"
+    unknown = run_cli("bundle", "--client", "zoe", "--out", str(never))
     assert unknown.returncode == 2
     assert "CLIENT=zoe: not a client of stack dev; clients: alice, bob, build-agent" in unknown.stderr
-    no_seed = make("bundle", "CLIENT=alice", "OUT=/tmp/never", seed=None)
+    no_seed = run_cli("bundle", "--client", "alice", "--out", str(never), seed=None)
     assert no_seed.returncode == 2
     assert "slb-mtls:pkiSeed: no seed available" in no_seed.stderr
     assert "Traceback" not in unknown.stderr + no_seed.stderr
-    assert not Path("/tmp/never").exists()
+    assert not never.exists()
 
 
 def test_inspect_crl_and_certificate(tmp_path: Path) -> None:
     out = tmp_path / "e"
-    assert make("bundle", "CLIENT=build-agent", f"OUT={out}").returncode == 0
-    crl = make("inspect", f"FILE={out / 'crl.pem'}")
+    assert run_cli("bundle", "--client", "build-agent", "--out", str(out)).returncode == 0
+    crl = run_cli("inspect", str(out / "crl.pem"))
     assert "CRL from" in crl.stdout and "revoked:     0" in crl.stdout and "state:       current" in crl.stdout
-    cert = make("inspect", f"FILE={out / 'build-agent.crt'}")
+    cert = run_cli("inspect", str(out / "build-agent.crt"))
     assert "key:         EC secp256r1" in cert.stdout
-    assert "URI" not in cert.stdout or "urn:slb-mtls:client:build-agent" in cert.stdout
+    assert "SAN:         https://slb-mtls.invalid/client/build-agent" in cert.stdout
+    assert "EKU:         clientAuth" in cert.stdout
+
+
+def test_inspect_a_missing_file() -> None:
+    result = run_cli("inspect", "/nonexistent/x.pem")
+    assert result.returncode == 2
+    assert "/nonexistent/x.pem: No such file or directory" in result.stderr

@@ -21,7 +21,8 @@ from stackrun import TEST_SEED
 
 from pki import PkiMaterial, PkiSpec, Profile, Revocation, Seed, Validity, build_material, pkcs12_bytes
 from pki.revocation import ca_epochs
-from slbmtls.cli import offline_stack
+from slbmtls.offline import OfflineStack
+from slbmtls.stackfile import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = {"dev": ("dev", ROOT), "prod": ("prod", ROOT), "rehearsal-wrr": ("wrr", ROOT / "tests" / "rehearsal")}
@@ -39,9 +40,8 @@ class Stack:
 
 
 def _stack(stack: str, project_dir: Path) -> Stack:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PKI_SEED", TEST_SEED)  # "5e" * 32 is refused as a seed now (not random)
-        config, seed = offline_stack(stack, project_dir=project_dir)
+    offline = OfflineStack(load_stack(project_dir, stack), TEST_SEED, "test", {})  # "5e" * 32 is refused now
+    config, seed = offline.config, offline.seed
     return Stack(seed, config.pki, build_material(seed, config.pki, today=TODAY))
 
 

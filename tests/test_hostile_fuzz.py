@@ -330,20 +330,11 @@ def samples() -> list[tuple[bytes, str | None]]:
     """Real files of the dev stack (certificates, CRL, PKCS#12, as PEM and DER) to mutate."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from pki import Profile, build_material, pkcs12_bytes
-    from slbmtls.cli import offline_stack
-    from slbmtls.program import today
+    from pki import Profile, pkcs12_bytes
+    from slbmtls.offline import OfflineStack
+    from slbmtls.stackfile import load_stack
 
-    saved = os.environ.get("PKI_SEED")
-    os.environ["PKI_SEED"] = TEST_SEED
-    try:
-        config, seed = offline_stack("dev", project_dir=ROOT)
-    finally:
-        if saved is None:
-            os.environ.pop("PKI_SEED")
-        else:
-            os.environ["PKI_SEED"] = saved
-    material = build_material(seed, config.pki, today=today())
+    material = OfflineStack(load_stack(ROOT, "dev"), TEST_SEED, "test", {}).material
     alice = material.clients["alice"]
     p12 = pkcs12_bytes("alice", alice, material.ca.certificate, "long enough password", Profile.LEGACY)
     return [

@@ -14,7 +14,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy import (
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 from stackrun import plan_stack
 
 from slbmtls.plan import Plan, reveal
@@ -129,14 +136,17 @@ def _check_plan(plan: Plan) -> list[str]:
     """Every policy over a plan, as a preview with the pack would run them."""
     found: list[str] = []
     resources = []
+    per_resource = [p.validate for p in rules.POLICIES if isinstance(p, ResourceValidationPolicy)]
+    per_stack = [p.validate for p in rules.POLICIES if isinstance(p, StackValidationPolicy)]
+    assert len(per_resource) + len(per_stack) == len(rules.POLICIES)  # every policy the pack has, and only those
     for r in plan.resources:
         props = reveal(r.inputs, True)
         args = resource_args(r.type, props, stack=plan.stack, name=r.name)
-        for policy in (rules.listener_requires_mutual_tls, rules.certificates_are_strong,
-                       rules.backend_weights_not_all_zero, rules.protected_stacks_have_delete_protection):
-            found += violations(policy, args)
+        for validate in per_resource:
+            found += violations(validate, args)
         resources.append(_policy_resource(r.type, r.name, {**props, "id": r.id}))
-    found += violations(rules.internet_lb_only_mutual_tls, StackValidationArgs(resources))
+    for validate in per_stack:
+        found += violations(validate, StackValidationArgs(resources))
     return found
 
 

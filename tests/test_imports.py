@@ -1,0 +1,97 @@
+"""Imports run one way: cli, then rehearsal and verify, then offline, then program, then infra and
+config, then clb and pki. A cycle, or an import against that order, fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from stackrun import ROOT
+
+# lower number = lower layer; a module may import only modules of a lower or its own layer
+LAYERS = {
+    "slbmtls.cli": 6, "slbmtls.__main__": 7,
+    "slbmtls.rehearsal": 5, "slbmtls.verify": 5,
+    "slbmtls.offline": 4,
+    "slbmtls.plan": 3, "slbmtls.program": 3,
+    "slbmtls.infra": 2, "slbmtls.config": 2, "slbmtls.stackfile": 2, "slbmtls.engine": 2,
+    "slbmtls.clb": 1, "slbmtls.clock": 1, "pki": 0,
+}
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _layer(module: str) -> int | None:
+    for prefix in sorted(LAYERS, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return LAYERS[prefix]
+    return None
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module(p): p for p in [*ROOT.glob("slbmtls/**/*.py"), *ROOT.glob("pki/*.py")]}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                # `from pkg import sub` depends on the submodule; `from mod import name` on the module
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+                targets = subs if len(subs) == len(node.names) else [node.module, *subs]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            # a package is initialised before its submodules run: importing it from one is no edge
+            deps |= {t for t in targets if t in modules and t != name and not name.startswith(t + ".")}
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*stack[stack.index(dep):], dep] if dep in stack else [node, dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_imports_run_one_way() -> None:
+    against = []
+    for module, deps in _graph().items():
+        for dep in deps:
+            own, theirs = _layer(module), _layer(dep)
+            package = module.rsplit(".", 1)[0]
+            if own is not None and theirs is not None and theirs > own and not dep.startswith(package + "."):
+                against.append(f"{module} -> {dep}")
+    assert against == []
+
+
+def test_nothing_imports_the_cli() -> None:
+    assert [m for m, deps in _graph().items() if "slbmtls.cli" in deps and m != "slbmtls.__main__"] == []
+
+
+def test_nothing_writes_the_environment() -> None:
+    offenders = []
+    for path in ROOT.glob("slbmtls/**/*.py"):
+        text = path.read_text()
+        for needle in ("os.environ[", "os.putenv", "os.environ.update", "os.environ.setdefault"):
+            if needle in text:
+                offenders.append(f"{path.relative_to(ROOT)}: {needle}")
+    assert offenders == []
