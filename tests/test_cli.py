@@ -107,4 +107,4 @@ def test_inspect_crl_and_certificate(tmp_path: Path) -> None:
 def test_inspect_a_missing_file() -> None:
     result = run_cli("inspect", "/nonexistent/x.pem")
     assert result.returncode == 2
-    assert "/nonexistent/x.pem: No such file or directory" in result.stderr
+    assert "FILE=/nonexistent/x.pem: cannot read it (No such file or directory)" in result.stderr

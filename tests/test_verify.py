@@ -103,7 +103,7 @@ def test_wrong_listeners_fail(tmp_path: Path, spec: ListenerSpec, served: Any, w
     if wrong == "client certificate optional":
         edit = lambda text: text.replace("verify required", "verify optional")  # noqa: E731
     elif wrong == "another server certificate":
-        other = OfflineStack(load_stack(ROOT, "dev"), "ab" * 32, "test", {}).plan()
+        other = OfflineStack(load_stack(ROOT, "dev"), "1f9e4c7a2b58d03e6a91c4f7b2e85d106c3fa97e4b21d85c0a6e3f9b17d42c58", "test", {}).plan()
         spec = dataclasses.replace(spec, server_pem=listener_spec(other.plan, other.config.domain).server_pem)
     else:
         spec = dataclasses.replace(spec, tls_policy="tls_cipher_policy_1_0")
