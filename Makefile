@@ -16,7 +16,7 @@ export $(USER_VARS)
 # A stack name as `pulumi stack` accepts it; checked before any tool sees it.
 CHECK_STACK = [[ "$$STACK" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$$ ]] || { echo "STACK: '$$STACK' is not a stack name (letters, digits, '_', '.', '-')" >&2; exit 2; }
 
-.PHONY: venv test lint typecheck unit plan plan-diff bundle inspect rehearse verify bench up preview clean
+.PHONY: venv test lint typecheck unit plan plan-diff bundle inspect rehearse verify guard bench up preview clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -80,10 +80,16 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 # The cloud path: needs the Pulumi CLI, a logged-in backend and Alibaba Cloud credentials.
+# `guard` first: a CA this stack retired (a revocation undone by an edit) is never trusted again.
 preview up: $(STAMP)
 	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/" >&2; exit 2; }
 	@$(CHECK_STACK)
+	$(PY) -m slbmtls guard --stack="$$STACK"
 	pulumi $@ --stack="$$STACK"
+
+guard: $(STAMP)
+	@$(CHECK_STACK)
+	$(PY) -m slbmtls guard --stack="$$STACK"
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

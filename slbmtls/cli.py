@@ -232,6 +232,14 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     return rehearse(stack, report_json=args.report_json, keep=args.keep)
 
 
+def cmd_guard(args: argparse.Namespace) -> int:
+    from slbmtls.guard import guard
+
+    stack = OfflineStack.load(args.stack, project_dir=args.project_dir, with_server_key=False)
+    print(guard(stack))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from slbmtls.verify import verify
 
@@ -275,6 +283,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--report-json")
     r.add_argument("--keep", action="store_true")
     r.set_defaults(func=cmd_rehearse)
+    g = sub.add_parser("guard", help="before pulumi up: refuse a CA the deployed stack retired")
+    g.add_argument("--stack", default="dev")
+    g.set_defaults(func=cmd_guard)
     v = sub.add_parser("verify", help="check a deployed listener the way the tutorial's step 7 does")
     v.add_argument("--stack", default="dev")
     v.add_argument("--url", help="https://host[:port]; default: the stack's `url` output (pulumi CLI)")

@@ -1,0 +1,61 @@
+"""`make up` refuses a CA the deployed stack retired: revocation is forever, even past an edit."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from stackrun import ROOT, TEST_SEED, plan_stack
+
+from slbmtls.cli import main
+
+
+def _fake_pulumi(tmp_path: Path, outputs: dict[str, object] | None) -> Path:
+    """A `pulumi` on PATH whose `stack output --json` prints `outputs` (None: the command fails)."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    script = tools / "pulumi"
+    body = f"cat <<'JSON'\n{json.dumps(outputs)}\nJSON" if outputs is not None else "echo 'no stack named dev' >&2; exit 255"
+    script.write_text(f"#!/bin/sh\n[ \"$1 $2 $3\" = 'stack output --json' ] || exit 3\n{body}\n")
+    script.chmod(0o755)
+    return tools
+
+
+def _guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+           outputs: dict[str, object] | None) -> tuple[int, str]:
+    monkeypatch.setenv("PATH", f"{_fake_pulumi(tmp_path, outputs)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PKI_SEED", TEST_SEED)
+    code = main(["--project-dir", str(ROOT), "guard", "--stack", "dev"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_undoing_a_deployed_revocation_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    deployed = plan_stack(revoked=["bob"]).outputs  # bob revoked and deployed
+    unrevoked = plan_stack().outputs["caFingerprint"]  # the config edited back: bob's revocation removed
+    assert unrevoked in deployed["retiredCaFingerprints"]
+    code, text = _guard(tmp_path, monkeypatch, capsys, deployed)
+    assert code == 2
+    assert "refusing to deploy" in text and f"caFingerprint {unrevoked}" in text and "Traceback" not in text
+
+
+def test_a_forward_change_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    deployed = plan_stack().outputs  # the same CA as now, with an unrelated retired one
+    code, text = _guard(tmp_path, monkeypatch, capsys, {**deployed, "retiredCaFingerprints": ["00" * 32]})
+    assert code == 0 and "is not among the deployed stack's 1 retired CAs" in text
+
+
+def test_nothing_deployed_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = _guard(tmp_path, monkeypatch, capsys, {})
+    assert code == 0 and "nothing deployed yet" in text
+
+
+def test_an_unreadable_stack_is_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = _guard(tmp_path, monkeypatch, capsys, None)
+    assert code == 2 and "pulumi stack output --json --stack dev` failed: no stack named dev" in text
