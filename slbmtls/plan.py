@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from google.protobuf import json_format
 
-from slbmtls import engine, program
+from slbmtls import clb, engine, program
 from slbmtls.emulator import ClbError, Emulator
 
 SECRET_MARK = "[secret]"
@@ -226,6 +226,8 @@ class PlanDiff:
     delete: list[tuple[str, str]]
     update: list[tuple[str, str, list[str]]]  # (type, name, changed input keys)
     outputs: list[str]
+    # updates that CLB cannot make in place (ForceNew inputs): name -> (those inputs, delete first)
+    replacements: dict[str, tuple[list[str], bool]] = field(default_factory=dict)
 
     @property
     def resource_changes(self) -> dict[str, list[str]]:
@@ -234,7 +236,14 @@ class PlanDiff:
 
     def render(self) -> str:
         lines = [f"+ create  {t}  {n}" for t, n in self.create]
-        lines += [f"~ update  {t}  {n}  (in place: {', '.join(keys)})" for t, n, keys in self.update]
+        for t, n, keys in self.update:
+            if n not in self.replacements:
+                lines.append(f"~ update  {t}  {n}  (in place: {', '.join(keys)})")
+                continue
+            forcing, delete_first = self.replacements[n]
+            order = ("delete first: it is down until its replacement is created" if delete_first
+                     else "the replacement is created first")
+            lines.append(f"+- replace  {t}  {n}  (forced by {', '.join(forcing)}; {order})")
         lines += [f"- delete  {t}  {n}" for t, n in self.delete]
         if not lines:
             lines.append("no resource changes")
@@ -263,10 +272,17 @@ def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> PlanDiff:
                       if old[name]["inputs"].get(k) != new[name]["inputs"].get(k))
         if keys:
             update.append((new[name]["type"], name, keys))
+    replacements = {}
+    for kind, name, keys in update:
+        forcing = sorted(set(keys) & clb.FORCE_NEW.get(kind, frozenset()))
+        if forcing:
+            options = new[name].get("options") or {}
+            replacements[name] = (forcing, bool(options.get("deleteBeforeReplace")))
     old_out, new_out = _output_paths(before["outputs"]), _output_paths(after["outputs"])
     return PlanDiff(
         create=[(new[n]["type"], n) for n in sorted(set(new) - set(old))],
         delete=[(old[n]["type"], n) for n in sorted(set(old) - set(new))],
         update=update,
         outputs=sorted(k for k in set(old_out) | set(new_out) if old_out.get(k) != new_out.get(k)),
+        replacements=replacements,
     )

@@ -125,3 +125,11 @@ def test_make_plan_diff_shows_a_revocation_as_a_reviewer_sees_it(tmp_path: Path)
     assert lines[1].startswith("+ create  alicloud:slb/serverCertificate:ServerCertificate  mtls-server-")
     assert "~ update  alicloud:slb/listener:Listener  mtls-https-443  (in place: caCertificateId, serverCertificateId)" in lines
     assert "revokedClients" in lines[-1] and "clients.bob" in lines[-1]
+
+
+def test_a_backend_port_change_is_a_delete_first_replacement_with_its_outage_named() -> None:
+    listener = {**stack_values()["slb-mtls:listener"], "backendPort": 8080}
+    change = diff_documents(plan_stack().to_json(show_secrets=True),
+                            plan_stack(listener=listener).to_json(show_secrets=True))
+    assert ("+- replace  alicloud:slb/listener:Listener  mtls-https-443  (forced by backendPort; delete first: "
+            "it is down until its replacement is created)") in change.render().splitlines()
