@@ -47,7 +47,6 @@ class PkiSpec:
     revocations: tuple[Revocation, ...] = ()
     ca_generation: int = 1
     ca_key_type: KeyType = KeyType.RSA_2048
-    crl_days: int = 30  # unused: CRLs run until the CA's end (nothing would re-sign them); kept for callers
 
 
 @dataclass(frozen=True, eq=False)
