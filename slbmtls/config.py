@@ -265,6 +265,11 @@ class PkiConfig(_Section):
     server_generation: Generation = Field(1, alias="serverGeneration", description="bump for a new server key")
     server_issued: Date | None = Field(None, alias="serverIssued", description="default: `issued`")
     server_alt_names: tuple[AltName, ...] = Field((), alias="serverAltNames")
+    retired_ca_fingerprints: tuple[Annotated[str, _text(r"[0-9a-f]{64}", "SHA-256 fingerprints, 64 lower-case hex")],
+                                   ...] = Field(
+        (), alias="retiredCaFingerprints",
+        description="CAs retired under an earlier CA definition (keyBits, caDays, issued, subject): "
+                    "never trusted again")
 
 
 _EMAIL: Final = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}"
@@ -356,6 +361,7 @@ class StackConfig:
     demo_backends: DemoBackendsConfig | None
     pki: PkiSpec
     renew_before_days: int
+    carried_retired_fingerprints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -392,7 +398,7 @@ def parse_stack_config(raw: Mapping[str, Any], region: object, *, project: str, 
         raise ConfigError(problems)
     return StackConfig(project, stack, str(region), settings.domain, lb_name, settings.load_balancer,
                        settings.listener, settings.backends, settings.demo_backends, pki_spec,
-                       settings.pki.renew_before_days)
+                       settings.pki.renew_before_days, settings.pki.retired_ca_fingerprints)
 
 
 def seed_of(secrets: StackSecrets) -> Seed:

@@ -14,6 +14,7 @@ import subprocess
 from typing import Any
 
 from slbmtls.offline import OfflineStack, UserError
+from slbmtls.program import retired_fingerprints
 from slbmtls.retired import retired_error
 
 
@@ -40,10 +41,12 @@ def guard(stack: OfflineStack) -> str:
     """What was checked, or UserError when the planned CA is one the deployed stack retired."""
     planned = stack.material.ca.issued.fingerprint
     deployed = deployed_outputs(stack)
-    problem = retired_error(deployed, {"caFingerprint": planned})
+    retired = retired_fingerprints(stack.config, stack.material)
+    problem = retired_error(deployed, {"caFingerprint": planned, "retiredCaFingerprints": retired})
     if problem is not None:
         raise UserError(f"stack {stack.name}: refusing to deploy. {problem}")
     if not deployed:
         return f"stack {stack.name}: nothing deployed yet; CA {planned[:16]}... may be trusted"
-    retired = len(deployed.get("retiredCaFingerprints") or [])
-    return f"stack {stack.name}: CA {planned[:16]}... is not among the deployed stack's {retired} retired CAs"
+    count = len(deployed.get("retiredCaFingerprints") or [])
+    return (f"stack {stack.name}: CA {planned[:16]}... is not among the deployed stack's {count} retired CAs, "
+            "and none of them is forgotten")

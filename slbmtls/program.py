@@ -79,6 +79,11 @@ def prepare() -> tuple[StackConfig, PkiMaterial]:
         raise pulumi.RunError(f"invalid stack configuration:\n{NAMESPACE}: {exc}") from None
     except ClockError as exc:
         raise pulumi.RunError(str(exc)) from None
+    current = material.ca.issued.fingerprint
+    if current in config.carried_retired_fingerprints:
+        raise pulumi.RunError(f"invalid stack configuration:\n{NAMESPACE}:pki.retiredCaFingerprints: lists "
+                              f"{current!r}, the CA this configuration derives: that CA was retired. Bump "
+                              f"{NAMESPACE}:pki.caGeneration to a generation never deployed")
     return config, material
 
 
@@ -123,6 +128,13 @@ def report(config: StackConfig, material: PkiMaterial, on: dt.date) -> None:
         )
 
 
+def retired_fingerprints(config: StackConfig, material: PkiMaterial) -> list[str]:
+    """Retired CAs: those the seed and the revocation history derive, then those the config carries
+    from earlier CA definitions (slb-mtls:pki.retiredCaFingerprints)."""
+    derived = list(material.retired_ca_fingerprints)
+    return derived + [f for f in config.carried_retired_fingerprints if f not in derived]
+
+
 def build(name: str = "mtls") -> dict[str, Any]:
     """Declare everything; return the stack outputs (secrets wrapped as such)."""
     return declare(*prepare(), name=name)
@@ -158,5 +170,5 @@ def declare(config: StackConfig, material: PkiMaterial, name: str = "mtls") -> d
         # every CA certificate this stack trusted and must never trust again: plan-diff and `make up`
         # refuse a plan whose caFingerprint is here. Client keys are not outputs: `make bundle`
         # re-derives them, so only the server key (which CLB must hold) is in state.
-        "retiredCaFingerprints": list(material.retired_ca_fingerprints),
+        "retiredCaFingerprints": retired_fingerprints(config, material),
     }

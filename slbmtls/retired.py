@@ -26,19 +26,33 @@ def _retired(outputs: Mapping[str, Any]) -> set[str]:
 
 
 def retired_error(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | None:
-    """Why AFTER's CA must not be deployed over BEFORE (the outputs of two plans), or None."""
+    """Why AFTER must not be deployed over BEFORE (the outputs of two plans), or None.
+
+    Two rules: AFTER's CA is not one BEFORE retired; and AFTER still lists every CA BEFORE retired.
+    The second closes the two-step undo: an edit that changes the CA's definition (keyBits, caDays,
+    issued, subject) derives a history without the old retired CAs, after which the un-revoked CA
+    would pass the first rule. Such an edit carries them in slb-mtls:pki.retiredCaFingerprints."""
     current = after.get("caFingerprint")
-    if current is None or _normal(current) not in _retired(before):
+    if current is not None and _normal(current) in _retired(before):
+        return (f"RetiredCaCertificate: caFingerprint {_normal(current)} was retired by this stack (it is in "
+                "BEFORE's retiredCaFingerprints): trusting it again would accept certificates that were revoked. "
+                "Undo the edit that brought the old CA back (a removed revocation, a lowered "
+                "slb-mtls:pki.caGeneration) and rotate forward instead")
+    if "retiredCaFingerprints" not in after:  # only the CA is known (e.g. an older plan file)
         return None
-    return (f"RetiredCaCertificate: caFingerprint {_normal(current)} was retired by this stack (it is in "
-            "BEFORE's retiredCaFingerprints): trusting it again would accept certificates that were revoked. "
-            "Undo the edit that brought the old CA back (a removed revocation, a lowered "
-            "slb-mtls:pki.caGeneration) and rotate forward instead")
+    forgotten = sorted(_retired(before) - _retired(after))
+    if forgotten:
+        listed = ", ".join(f'"{f}"' for f in forgotten)
+        return (f"RetiredCaForgotten: this change drops {len(forgotten)} CA certificate(s) from "
+                "retiredCaFingerprints (a change of the CA's definition derives a new history), after which "
+                "a later edit could trust them again. Carry them: add to slb-mtls:pki.retiredCaFingerprints "
+                f"[{listed}]")
+    return None
 
 
 def check_not_retired(ca_fingerprint: str, deployed_outputs: Mapping[str, Any]) -> None:
     """At `pulumi up`: raise RetiredCaError if the CA about to be trusted is one the deployed stack
     (its last outputs) lists as retired. Nothing deployed yet, nothing to compare: no error."""
-    message = retired_error(deployed_outputs, {"caFingerprint": ca_fingerprint})
+    message = retired_error(deployed_outputs, {"caFingerprint": ca_fingerprint})  # the CA rule only
     if message is not None:
         raise RetiredCaError(message)

@@ -44,9 +44,17 @@ def test_undoing_a_deployed_revocation_is_refused(tmp_path: Path, monkeypatch: p
 
 def test_a_forward_change_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    deployed = plan_stack().outputs  # the same CA as now, with an unrelated retired one
-    code, text = _guard(tmp_path, monkeypatch, capsys, {**deployed, "retiredCaFingerprints": ["00" * 32]})
-    assert code == 0 and "is not among the deployed stack's 1 retired CAs" in text
+    deployed = plan_stack().outputs  # what the config derives now: nothing retired, nothing forgotten
+    code, text = _guard(tmp_path, monkeypatch, capsys, deployed)
+    assert code == 0 and "is not among the deployed stack's 0 retired CAs, and none of them is forgotten" in text
+
+
+def test_forgetting_a_retired_ca_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The first half of a two-step undo: the deployed stack retired a CA this config no longer lists."""
+    deployed = {**plan_stack().outputs, "retiredCaFingerprints": ["ab" * 32]}
+    code, text = _guard(tmp_path, monkeypatch, capsys, deployed)
+    assert code == 2 and "RetiredCaForgotten" in text and "slb-mtls:pki.retiredCaFingerprints" in text
 
 
 def test_nothing_deployed_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -16,7 +16,7 @@ from test_runbook import purchased_certificate
 
 from slbmtls import clb
 from slbmtls.replay import Replay, replay, write_steps_json
-from slbmtls.retired import RetiredCaError, check_not_retired
+from slbmtls.retired import RetiredCaError, check_not_retired, retired_error
 
 Doc = dict[str, Any]
 _PLANS: dict[str, Doc] = {}
@@ -321,3 +321,20 @@ def test_a_retired_ca_without_a_certificate_step_still_gets_a_refused_row() -> N
     assert not result.ok
     assert [(s.op, s.type, s.accepted) for s in result.steps] == [("create", clb.CA_CERTIFICATE, False)]
     assert "RetiredCaCertificate" in result.steps[0].error
+
+
+def test_a_revocation_cannot_be_undone_in_two_edits() -> None:
+    """Revoke bob; change the CA's definition (keyBits) so the derived history no longer holds the
+    retired CA; then drop the revocation. The middle step must carry the retired CAs forward."""
+    revoked = plan_stack(revoked=["bob"]).to_json()
+    pki = stack_values()["slb-mtls:pki"]
+    forgetful = plan_stack(pki={**pki, "keyBits": 4096}).to_json()
+    error = retired_error(revoked["outputs"], forgetful["outputs"])
+    assert error is not None and error.startswith("RetiredCaForgotten")
+    assert not replay(revoked, forgetful).ok
+    carried = plan_stack(pki={**pki, "keyBits": 4096,
+                              "retiredCaFingerprints": revoked["outputs"]["retiredCaFingerprints"]}).to_json()
+    assert replay(revoked, carried).ok
+    undone = plan_stack().to_json()  # back to 2048, the revocation gone: bob's old CA
+    assert undone["outputs"]["caFingerprint"] in carried["outputs"]["retiredCaFingerprints"]
+    assert not replay(carried, undone).ok
