@@ -4,23 +4,33 @@ rightly (passes) and wrongly (fails)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import json
 import shutil
 import socket
+import ssl
 import subprocess
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from stackrun import ROOT, TEST_SEED, run_cli
 
 from slbmtls import cli
 from slbmtls.offline import OfflineStack
 from slbmtls.rehearsal.backends import Backend
 from slbmtls.rehearsal.haproxy import HAProxy
+from slbmtls.rehearsal.probes import TLS_VERSIONS, Credential, Endpoint, offered
 from slbmtls.rehearsal.processes import Workdir
 from slbmtls.rehearsal.spec import ListenerSpec, listener_spec
 from slbmtls.stackfile import load_stack
@@ -246,3 +256,51 @@ def test_the_previous_epoch_includes_a_revoked_client_that_left(dev: OfflineStac
     assert "zed" in [c.name for c in before.clients]  # it had a bundle in that epoch: verify tries it
     first = dev.previous_epoch(spec())
     assert first is None
+
+
+def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("only", ["TLSv1.0", "TLSv1.2"])
+def test_offered_sees_the_one_version_a_server_allows(tmp_path: Path, only: str) -> None:
+    """Python names TLS 1.0 'TLSv1': a listener offering exactly 1.0 must still be seen offering it."""
+    server_cert, server_key = _self_signed(tmp_path, "server")
+    client = Credential("client", *_self_signed(tmp_path, "client"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = context.maximum_version = TLS_VERSIONS[only]
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    context.load_cert_chain(str(server_cert), str(server_key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    endpoint = Endpoint("127.0.0.1", listener.getsockname()[1], "mtls.example.com")
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the listener is closed under it at the end
+            while True:
+                conn, _ = listener.accept()
+                with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        seen = {v: offered(endpoint, v, client) for v in TLS_VERSIONS}
+    finally:
+        listener.close()
+    if seen[only] is None:
+        pytest.skip(f"this machine's OpenSSL cannot try {only}")
+    assert seen[only] is True
+    assert not any(seen[v] for v in TLS_VERSIONS if v != only)

@@ -119,7 +119,8 @@ def offered(endpoint: Endpoint, version: str, credential: Credential, timeout: f
     try:
         with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as raw, \
                 context.wrap_socket(raw, server_hostname=endpoint.sni) as tls:
-            return tls.version() == version
+            # Python names TLS 1.0 "TLSv1"; TLS_VERSIONS spells it "TLSv1.0"
+            return {"TLSv1": "TLSv1.0"}.get(tls.version() or "", tls.version()) == version
     except ssl.SSLError as exc:
         return None if "no_protocols_available" in (exc.reason or "").lower() else False
     except OSError:
