@@ -70,6 +70,6 @@ def test_main_updates_dev_and_prod_only_through_a_protected_environment() -> Non
     steps = _steps(job)
     up = next(i for i, s in enumerate(steps) if s.get("uses") == "pulumi/actions@v7" and s["with"].get("command") == "up")
     guard = next(i for i, s in enumerate(steps) if "make guard" in s.get("run", ""))
-    verify = next(i for i, s in enumerate(steps) if "make verify" in s.get("run", ""))
+    verify = next(i for i, s in enumerate(steps) if "-m slbmtls verify" in s.get("run", ""))
     assert guard < up < verify  # a retired CA is refused before up; step 7 is checked after it
     assert "file://" not in (WORKFLOWS / "deploy.yml").read_text()
