@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -47,8 +48,10 @@ def prefetch(requests: Iterable[tuple[bytes, int]]) -> None:
     theirs, ours = todo[0::2], todo[1::2]
     result: list[bytes] = []
     try:
+        # Only what it needs to start: never the caller's environment, which may hold PKI_SEED.
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         helper = subprocess.Popen([sys.executable, "-m", "pki.keyworker"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     except OSError:
         return
     request = "".join(f"{bits} {seed.hex()}\n" for seed, bits in theirs).encode()
