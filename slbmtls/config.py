@@ -385,8 +385,8 @@ def parse_stack_config(raw: Mapping[str, Any], region: object, *, project: str, 
     if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
         raise ConfigError([f"{NAMESPACE}: expected a mapping of setting names to values"])
     if not isinstance(region, str) or region not in REGIONS:
-        problems.append(f"alicloud:region: {_show(region)} is not an Alibaba Cloud region; "
-                        f"expected one of {', '.join(sorted(REGIONS))}")
+        shown = "not set" if region is None else f"{_show(region)} is not an Alibaba Cloud region"
+        problems.append(f"alicloud:region: {shown}; expected one of {', '.join(sorted(REGIONS))}")
     settings = _validate(raw, problems)
     problems += _check_secrets(raw, secrets)
     if settings is None:
@@ -557,11 +557,28 @@ def _pki_checks(s: Settings, today: dt.date) -> Iterator[str]:
     def future(key: str, day: dt.date | None) -> Iterator[str]:
         if day is not None and day > today:
             yield (f"{NAMESPACE}:{key}: {day.isoformat()!r} is in the future; expected a date on or before "
-                   f"{today.isoformat()} (UTC: dates are UTC days, and UTC+8 is still on the day before until 08:00)")
+                   f"{today.isoformat()} (dates are UTC days: until 08:00 in UTC+8, UTC is still on the day before)")
 
     pki = s.pki
     yield from future("pki.issued", pki.issued)
     yield from future("pki.serverIssued", pki.server_issued)
+    ca_end = min(pki.issued, today) + dt.timedelta(days=pki.ca_days)  # a future issued is reported above
+
+    def within_ca(key_day: str, day: dt.date, key_days: str, days: int) -> Iterator[str]:
+        """A certificate's lifetime inside its CA's, reported on the keys that set it."""
+        if day > today or pki.issued > today:
+            return  # reported as in the future; its end may not even be a date
+        if day < pki.issued:
+            yield (f"{NAMESPACE}:{key_day}: {day.isoformat()!r} is not allowed; expected a day from the CA's "
+                   f"first day {pki.issued.isoformat()} (pki.issued) on")
+        elif day + dt.timedelta(days=days) > ca_end:
+            most = (ca_end - day).days
+            yield (f"{NAMESPACE}:{key_days}: {days} is not allowed; expected at most {most}: the certificate "
+                   f"must end by the CA's last day {ca_end.isoformat()} (or raise pki.caDays)")
+
+    if s.server_certificate is None:  # a brought certificate has its own lifetime, checked when loaded
+        yield from within_ca("pki.serverIssued" if pki.server_issued else "pki.issued",
+                             pki.server_issued or pki.issued, "pki.serverDays", pki.server_days)
     subject = pki.subject
     if subject.common_name is None and len(_default_common_name(subject)) > MAX_CA_COMMON_NAME:
         yield (f"{NAMESPACE}:pki.subject.commonName: required when the default "
@@ -576,6 +593,10 @@ def _pki_checks(s: Settings, today: dt.date) -> Iterator[str]:
         if client.csr is not None and "keyType" in client.model_fields_set:
             yield f"{NAMESPACE}:clients[{i}]: give keyType or csr, not both (with a csr the client's key is used)"
         yield from future(f"clients[{i}].issued", client.issued)
+        yield from within_ca(f"clients[{i}].issued" if client.issued else "pki.issued",
+                                 client.issued or pki.issued,
+                                 f"clients[{i}].days" if client.days else "pki.clientDays",
+                                 client.days or pki.client_days)
     names = {c.name for c in s.clients}
     revoked: list[str] = []
     for i, revocation in enumerate(s.revoked):

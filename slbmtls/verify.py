@@ -46,13 +46,13 @@ def _pulumi_env() -> dict[str, str]:
 
 
 def endpoint_of(url: str, domain: str) -> Endpoint:
-    parts = urlsplit(url if "://" in url else f"https://{url}")
     try:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
         port = parts.port or 443
-    except ValueError:
-        port = -1
+    except ValueError:  # e.g. an unclosed [IPv6 address, or a port that is not a number
+        raise UserError(f"URL={url[:200]}: expected https://host[:port]") from None
     if parts.scheme != "https" or not parts.hostname or not 0 < port < 65536:
-        raise UserError(f"URL={url}: expected https://host[:port]")
+        raise UserError(f"URL={url[:200]}: expected https://host[:port]")
     return Endpoint(parts.hostname, port, domain)
 
 

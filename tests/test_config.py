@@ -143,7 +143,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("revoked-reason", put("revoked", [{"name": "bob", "reason": "grumpy"}]),
      "slb-mtls:revoked[0].reason: 'grumpy' is not allowed; expected one of unspecified, keyCompromise"),
     ("revoked-future", put("revoked", [{"name": "bob", "date": "2026-12-01"}]),
-     "slb-mtls:revoked[0].date: '2026-12-01' is in the future; expected a date on or before 2026-11-27 (UTC"),
+     "slb-mtls:revoked[0].date: '2026-12-01' is in the future; expected a date on or before 2026-11-27 (dates are UTC days"),
     ("revoked-before-ca", put("revoked", [{"name": "bob", "date": "2026-01-01"}]),
      "slb-mtls:revoked[0].date: '2026-01-01' is before the CA's first day 2026-11-27"),
     ("issued-missing", lambda raw: raw["pki"].pop("issued"), "slb-mtls:pki.issued: required; expected a date YYYY-MM-DD"),
@@ -160,6 +160,11 @@ CASES: list[tuple[str, Any, str]] = [
     # CLB takes uploaded RSA certificates of 1024, 2048 or 4096 bits only (and 1024 is broken)
     ("key-bits", put("pki.keyBits", 3072), "slb-mtls:pki.keyBits: 3072 is not allowed; expected one of 2048, 4096"),
     ("key-bits-1024", put("pki.keyBits", 1024), "slb-mtls:pki.keyBits: 1024 is not allowed; expected one of 2048, 4096"),
+    ("ca-days-short-server", put("pki.caDays", 30),
+     "slb-mtls:pki.serverDays: 397 is not allowed; expected at most 30: the certificate must end by the CA's last day"),
+    ("ca-days-short-client", put("pki.caDays", 30), "slb-mtls:pki.clientDays: 365 is not allowed; expected at most 30"),
+    ("client-days-past-ca", lambda raw: (put("pki.caDays", 1000)(raw), put("clients", [{"name": "alice", "days": 3650}])(raw)),
+     "slb-mtls:clients[0].days: 3650 is not allowed; expected at most"),
     ("server-days", put("pki.serverDays", 900), "slb-mtls:pki.serverDays: 900 is not allowed; expected an integer 1-825"),
     ("country", put("pki.subject.country", "China"),
      "slb-mtls:pki.subject.country: 'China' is not allowed; expected a two-letter ISO 3166 country code"),
@@ -183,6 +188,11 @@ def test_each_rule_reports_key_value_and_allowed(mutate: Any, message: str) -> N
     with pytest.raises(ConfigError) as info:
         parse(mutate)
     assert any(p.startswith(message) for p in info.value.problems), info.value.problems
+
+
+def test_region_missing() -> None:
+    with pytest.raises(ConfigError, match="alicloud:region: not set; expected one of"):
+        parse(region=None)
 
 
 def test_region() -> None:

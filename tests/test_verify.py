@@ -144,6 +144,8 @@ def test_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         closed = s.getsockname()[1]
     assert verify(tmp_path, closed)[0] == 2
     assert cli.main(["verify", "--stack", "dev", "--url", "http://x"]) == 2
+    assert cli.main(["verify", "--stack", "dev", "--url", "https://[::1"]) == 2  # no traceback
+    assert cli.main(["verify", "--stack", "dev", "--url", "https://host:port"]) == 2
     assert cli.main(["verify", "--stack", "dev", "--url", "https://127.0.0.1:1", "--client", "zoe"]) == 2
     err = capsys.readouterr().err
     assert "cannot connect to 127.0.0.1" in err and "expected https://host[:port]" in err
