@@ -52,7 +52,7 @@ plan: $(STAMP)
 
 plan-diff: $(STAMP)
 	@test -n "$$BEFORE" -a -n "$$AFTER" || { echo "usage: make plan-diff BEFORE=old.json AFTER=new.json [STEPS_JSON=steps.json]" >&2; exit 2; }
-	$(PY) -m slbmtls diff $${STEPS_JSON:+--steps-json="$$STEPS_JSON"} -- "$$BEFORE" "$$AFTER"
+	$(PY) -m slbmtls diff $${STEPS_JSON:+--steps-json="$$STEPS_JSON"} $${OVERWRITE:+--overwrite} -- "$$BEFORE" "$$AFTER"
 
 bundle: $(STAMP)
 	@test -n "$$CLIENT" || { echo "usage: make bundle STACK=dev CLIENT=name OUT=dir [LEGACY=1] [PASSWORD_FILE=file] [PLAIN_KEY=1]" >&2; exit 2; }

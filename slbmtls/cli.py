@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -123,12 +122,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from slbmtls.plan import diff_documents
 
+    if args.steps_json:  # a target that will be refused is reported before any work
+        check_target(Path(args.steps_json), overwrite=args.overwrite, what="STEPS_JSON")
     documents = [read_plan_document(path, what) for path, what in ((args.before, "BEFORE"), (args.after, "AFTER"))]
     print(diff_documents(documents[0], documents[1]).render())
-    return 0 if _replay(documents[0], documents[1], args.steps_json) else 1
+    return 0 if _replay(documents[0], documents[1], args.steps_json, overwrite=args.overwrite) else 1
 
 
-def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | None) -> bool:
+def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | None, *, overwrite: bool) -> bool:
     """The update's steps against the CLB emulator. The preview above stays on stdout as the
     README shows it; the replay's verdict goes to stderr, and any refusal fails the command."""
     from slbmtls.replay import replay, write_steps_json
@@ -136,12 +137,8 @@ def _replay(before: dict[str, Any], after: dict[str, Any], steps_json: str | Non
     result = replay(before, after)
     print(result.render(), file=sys.stderr)
     if steps_json:
-        try:
-            write_steps_json(steps_json, json.dumps(result.to_json(), indent=2) + "\n")
-        except OSError as exc:
-            reason = {errno.ELOOP: "it is a symbolic link, which is not followed",
-                      errno.ENXIO: "it is not a regular file"}.get(exc.errno or 0, exc.strerror or str(exc))
-            raise UserError(f"STEPS_JSON={steps_json}: cannot write it: {reason}") from None
+        with _terminate_cleanly():
+            write_steps_json(steps_json, json.dumps(result.to_json(), indent=2) + "\n", overwrite=overwrite)
     return bool(result.ok)
 
 
@@ -265,6 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("before")
     d.add_argument("after")
     d.add_argument("--steps-json", help="also write the replayed steps as JSON to this file (0600)")
+    d.add_argument("--overwrite", action="store_true", help="replace the --steps-json file if it exists")
     d.set_defaults(func=cmd_diff)
     b = sub.add_parser("bundle", help="write a client's PKCS#12 and PEM files")
     b.add_argument("--stack", default="dev")

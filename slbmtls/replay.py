@@ -11,12 +11,12 @@ refers to it changes too.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from pki.files import write_private_file
 from slbmtls import clb
 from slbmtls.emulator import ClbError, Emulator
 from slbmtls.plan import SECRET_MARK
@@ -223,15 +223,7 @@ def _attempt(step: Step, action: Callable[..., None], *args: Any, prefix: str = 
         step.accepted, step.error = False, prefix + str(exc)
 
 
-def write_steps_json(path: str, text: str) -> None:
-    """0600; never through a symlink, never into a FIFO or device; an existing regular file is replaced."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-    fd = os.open(path, flags, 0o600)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IsADirectoryError(f"{path}: not a regular file")
-        os.ftruncate(fd, 0)
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
+def write_steps_json(path: str, text: str, *, overwrite: bool = False) -> None:
+    """Like every file the tools write: 0600 from creation, never through a symlink or over an
+    existing file unless asked, whole or absent (pki.files)."""
+    write_private_file(Path(path), text.encode(), overwrite=overwrite, what="STEPS_JSON")

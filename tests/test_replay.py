@@ -14,6 +14,7 @@ import pytest
 from stackrun import ROOT, plan_stack, stack_values
 from test_runbook import purchased_certificate
 
+from pki.files import FileWriteError
 from slbmtls import clb
 from slbmtls.replay import Replay, replay, write_steps_json
 from slbmtls.retired import RetiredCaError, check_not_retired, retired_error
@@ -276,12 +277,18 @@ def test_steps_json_never_follows_a_symlink(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.write_text("keep")
     (tmp_path / "link.json").symlink_to(target)
-    with pytest.raises(OSError, match="symbolic links"):  # ELOOP from O_NOFOLLOW
+    with pytest.raises(FileWriteError, match="STEPS_JSON="):
         write_steps_json(str(tmp_path / "link.json"), "{}")
     assert target.read_text() == "keep"
+    write_steps_json(str(tmp_path / "link.json"), "{}", overwrite=True)  # replaces the link, not its target
+    assert target.read_text() == "keep" and not (tmp_path / "link.json").is_symlink()
     os.mkfifo(tmp_path / "fifo")
-    with pytest.raises(OSError, match="No such device"):  # ENXIO: no reader, and never blocks
+    with pytest.raises(FileWriteError, match="STEPS_JSON="):  # never blocks on a FIFO
         write_steps_json(str(tmp_path / "fifo"), "{}")
+    (tmp_path / "kept.json").write_text("precious")
+    with pytest.raises(FileWriteError, match="STEPS_JSON="):
+        write_steps_json(str(tmp_path / "kept.json"), "{}")
+    assert (tmp_path / "kept.json").read_text() == "precious"
 
 
 def test_plans_record_the_options_the_engine_acts_on() -> None:
