@@ -223,6 +223,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from slbmtls.rehearsal import rehearse
 
+    if args.report_json:  # refused up front, not after the rehearsal ran
+        check_target(Path(args.report_json), what="REPORT_JSON")
     stack = OfflineStack.load(args.stack, project_dir=args.project_dir, ephemeral_ok=True)
     if stack.ephemeral:
         print("notice: PKI_SEED is not set; rehearsing with a throwaway seed", file=sys.stderr)
@@ -240,6 +242,8 @@ def cmd_guard(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from slbmtls.verify import verify
 
+    if args.report_json:  # refused up front, not after the checks ran
+        check_target(Path(args.report_json), what="REPORT_JSON")
     stack = OfflineStack.load(args.stack, project_dir=args.project_dir)
     return verify(stack, url=args.url, client=args.client, report_json=args.report_json,
                   expect_backends=args.expect_backends)

@@ -7,8 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import openssl
 from stackrun import ROOT, TEST_SEED, run_cli
+
+from slbmtls import cli
 
 
 def make(*args: str, seed: str | None = TEST_SEED) -> subprocess.CompletedProcess[str]:
@@ -108,3 +111,13 @@ def test_inspect_a_missing_file() -> None:
     result = run_cli("inspect", "/nonexistent/x.pem")
     assert result.returncode == 2
     assert "FILE=/nonexistent/x.pem: cannot read it (No such file or directory)" in result.stderr
+
+
+def test_an_existing_report_json_is_refused_before_the_rehearsal_runs(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    report.write_text("earlier report")
+    assert cli.main(["rehearse", "--stack", "dev", "--report-json", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert f"REPORT_JSON={report}" in err and "rehearsing" not in err
+    assert report.read_text() == "earlier report"

@@ -8,8 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pki.bundle import write_private_file
-from slbmtls.offline import UserError
+from pki.files import write_private_file
 
 
 @dataclass
@@ -58,9 +57,4 @@ class Report:
 
     def write_json(self, path: str) -> None:
         """0600, never over an existing file: a report names which clients were tried."""
-        try:
-            write_private_file(Path(path), (json.dumps(self.to_json(), indent=2) + "\n").encode())
-        except FileExistsError:
-            raise UserError(f"REPORT_JSON={path}: exists; refusing to overwrite it") from None
-        except OSError as exc:
-            raise UserError(f"REPORT_JSON={path}: cannot write it ({exc.strerror})") from None
+        write_private_file(Path(path), (json.dumps(self.to_json(), indent=2) + "\n").encode(), what="REPORT_JSON")
