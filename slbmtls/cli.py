@@ -61,7 +61,10 @@ def _read_secret_file(path: str, what: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{what}={path}: not UTF-8 text; write the password as UTF-8") from None
-    text = text.removesuffix("\n").removesuffix("\r")
+    if text.endswith("\r\n") or text.endswith("\r"):
+        raise UserError(f"{what}={path}: ends with a Windows line ending (CR LF); openssl and other tools would "
+                        "read the CR as part of the password: save the file with a plain LF ending")
+    text = text.removesuffix("\n")
     if not text:
         raise UserError(f"{what}={path}: empty; write the password on the first line")
     if "\n" in text or "\r" in text:

@@ -171,11 +171,16 @@ def test_bad_password_files_are_messages(project: Path, tmp_path: Path, content:
 
 def test_password_file_kept_exactly_but_one_final_newline(project: Path, tmp_path: Path) -> None:
     secret = tmp_path / "pw"
-    secret.write_bytes("pässwörd with inner  spaces\r\n".encode())
+    secret.write_bytes("pässwörd with inner  spaces\n".encode())
     out = tmp_path / "out"
     assert run(project, "bundle", "--client", "alice", "--out", str(out), "--password-file", str(secret)) == 0
     from cryptography.hazmat.primitives.serialization import pkcs12
     pkcs12.load_key_and_certificates((out / "alice.p12").read_bytes(), "pässwörd with inner  spaces".encode())
+    # a CR LF ending is refused: openssl -passin file: would keep the CR and never open the bundle
+    secret.write_bytes(b"a-long-enough-password-here\r\n")
+    crlf_out = tmp_path / "crlf"
+    assert run(project, "bundle", "--client", "alice", "--out", str(crlf_out), "--password-file", str(secret)) == 2
+    assert not crlf_out.exists()
 
 
 @pytest.mark.parametrize("kind", ["missing", "folder", "fifo"])
