@@ -266,18 +266,35 @@ def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> PlanDiff:
     """Compare two plan documents (`Plan.to_json`); resources are matched by name."""
     old = {r["name"]: r for r in before["resources"]}
     new = {r["name"]: r for r in after["resources"]}
-    update = []
+    update: list[tuple[str, str, list[str]]] = []
     for name in sorted(set(old) & set(new)):
         keys = sorted(k for k in set(old[name]["inputs"]) | set(new[name]["inputs"])
                       if old[name]["inputs"].get(k) != new[name]["inputs"].get(k))
         if keys:
             update.append((new[name]["type"], name, keys))
-    replacements = {}
+    replacements: dict[str, tuple[list[str], bool]] = {}
     for kind, name, keys in update:
         forcing = sorted(set(keys) & clb.FORCE_NEW.get(kind, frozenset()))
         if forcing:
-            options = new[name].get("options") or {}
-            replacements[name] = (forcing, bool(options.get("deleteBeforeReplace")))
+            replacements[name] = (forcing, bool((new[name].get("options") or {}).get("deleteBeforeReplace")))
+    # A replaced resource gets a new id: whatever holds that id in a ForceNew input is replaced too
+    # (the load balancer's replacement takes the listener and backends with it).
+    cascade = True
+    while cascade:
+        cascade = False
+        replaced_ids = {new[n].get("id"): n for n in replacements if new[n].get("id")}
+        for name in sorted(set(old) & set(new)):
+            if name in replacements:
+                continue
+            kind = new[name]["type"]
+            held = sorted(k for k, v in new[name]["inputs"].items()
+                          if k in clb.FORCE_NEW.get(kind, frozenset()) and v in replaced_ids)
+            if held:
+                reason = [f"{k} (its {replaced_ids[new[name]['inputs'][k]]} is replaced)" for k in held]
+                replacements[name] = (reason, bool((new[name].get("options") or {}).get("deleteBeforeReplace")))
+                if not any(n == name for _, n, _ in update):
+                    update.append((kind, name, held))
+                cascade = True
     old_out, new_out = _output_paths(before["outputs"]), _output_paths(after["outputs"])
     return PlanDiff(
         create=[(new[n]["type"], n) for n in sorted(set(new) - set(old))],

@@ -133,3 +133,13 @@ def test_a_backend_port_change_is_a_delete_first_replacement_with_its_outage_nam
                             plan_stack(listener=listener).to_json(show_secrets=True))
     assert ("+- replace  alicloud:slb/listener:Listener  mtls-https-443  (forced by backendPort; delete first: "
             "it is down until its replacement is created)") in change.render().splitlines()
+
+
+def test_replacing_the_load_balancer_names_the_listener_it_takes_with_it() -> None:
+    lb = {**stack_values()["slb-mtls:loadBalancer"], "addressType": "intranet", "vswitchId": "vsw-bp1abcdef"}
+    lines = diff_documents(plan_stack().to_json(show_secrets=True),
+                           plan_stack(loadBalancer=lb).to_json(show_secrets=True)).render().splitlines()
+    assert any(line.startswith("+- replace  alicloud:slb/applicationLoadBalancer:ApplicationLoadBalancer  mtls-clb")
+               for line in lines)
+    assert ("+- replace  alicloud:slb/listener:Listener  mtls-https-443  (forced by loadBalancerId (its mtls-clb is "
+            "replaced); delete first: it is down until its replacement is created)") in lines
