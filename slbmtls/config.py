@@ -9,6 +9,7 @@ and what is allowed, before anything is declared.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -390,7 +391,7 @@ def parse_stack_config(raw: Mapping[str, Any], region: object, *, project: str, 
     settings = _validate(raw, problems)
     problems += _check_secrets(raw, secrets)
     if settings is None:
-        raise ConfigError(problems)
+        raise ConfigError(problems + list(_section_checks(raw)))
     lb_name = settings.load_balancer.name or f"{project}-{stack}"
     problems += list(_cross_checks(settings, lb_name, on))
     pki_spec = None if problems else _pki_spec(settings, _operator_certificate(settings, secrets))
@@ -533,9 +534,7 @@ def _cross_checks(s: Settings, lb_name: str, today: dt.date) -> Iterator[str]:
     if len(lb.tags) > clb.MAX_TAGS - len(OUR_TAGS):
         yield bad("loadBalancer.tags", f"{len(lb.tags)} tags",
                   f"at most {clb.MAX_TAGS - len(OUR_TAGS)} (CLB allows {clb.MAX_TAGS}; slb-mtls sets {len(OUR_TAGS)})")
-    if hc.enabled and hc.timeout < hc.interval:
-        yield bad("listener.healthCheck.timeout", hc.timeout,
-                  f"at least healthCheck.interval ({hc.interval}): CLB silently uses the interval instead")
+    yield from _health_check_rules(hc)
     ids = [b.instance_id for b in s.backends]
     for dup in sorted({i for i in ids if ids.count(i) > 1}):
         yield f"{NAMESPACE}:backends: instance {dup!r} is listed more than once"
@@ -583,13 +582,8 @@ def _pki_checks(s: Settings, today: dt.date) -> Iterator[str]:
     if subject.common_name is None and len(_default_common_name(subject)) > MAX_CA_COMMON_NAME:
         yield (f"{NAMESPACE}:pki.subject.commonName: required when the default "
                f"{_default_common_name(subject)!r} is longer than {MAX_CA_COMMON_NAME} characters")
-    seen: dict[str, int] = {}
+    yield from _unique_client_names(list(enumerate(s.clients)))
     for i, client in enumerate(s.clients):
-        folded = client.name.casefold()
-        if folded in seen:
-            yield (f"{NAMESPACE}:clients[{i}].name: {client.name!r} is used by another client "
-                   f"(clients[{seen[folded]}]; names are compared ignoring case); names must be unique")
-        seen.setdefault(folded, i)
         if client.csr is not None and "keyType" in client.model_fields_set:
             yield f"{NAMESPACE}:clients[{i}]: give keyType or csr, not both (with a csr the client's key is used)"
         yield from future(f"clients[{i}].issued", client.issued)
@@ -612,6 +606,38 @@ def _pki_checks(s: Settings, today: dt.date) -> Iterator[str]:
         if revocation.date is not None and revocation.date < pki.issued:
             yield (f"{NAMESPACE}:revoked[{i}].date: {revocation.date.isoformat()!r} is before the CA's first day "
                    f"{pki.issued.isoformat()}; expected a date from then on")
+
+
+def _health_check_rules(hc: HealthCheckConfig) -> Iterator[str]:
+    if hc.enabled and hc.timeout < hc.interval:
+        yield (f"{NAMESPACE}:listener.healthCheck.timeout: {hc.timeout!r} is not allowed; expected at least "
+               f"healthCheck.interval ({hc.interval}): CLB silently uses the interval instead")
+
+
+def _unique_client_names(clients: Sequence[tuple[int, ClientConfig]]) -> Iterator[str]:
+    seen: dict[str, int] = {}
+    for i, client in clients:
+        folded = client.name.casefold()
+        if folded in seen:
+            yield (f"{NAMESPACE}:clients[{i}].name: {client.name!r} is used by another client "
+                   f"(clients[{seen[folded]}]; names are compared ignoring case); names must be unique")
+        seen.setdefault(folded, i)
+
+
+def _section_checks(raw: Mapping[str, Any]) -> Iterator[str]:
+    """With field errors elsewhere, the rules between keys of sections that did validate, so a run
+    reports those too rather than only after the field errors are fixed."""
+    listener = raw.get("listener")
+    if isinstance(listener, Mapping):
+        with contextlib.suppress(ValidationError):
+            yield from _health_check_rules(ListenerConfig.model_validate(listener).health_check)
+    clients = raw.get("clients")
+    if isinstance(clients, list):
+        valid: list[tuple[int, ClientConfig]] = []
+        for i, item in enumerate(clients):
+            with contextlib.suppress(ValidationError):
+                valid.append((i, ClientConfig.model_validate(item)))
+        yield from _unique_client_names(valid)
 
 
 def _default_common_name(subject: SubjectConfig) -> str:

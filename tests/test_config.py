@@ -223,6 +223,21 @@ def test_all_problems_are_reported_at_once() -> None:
     assert len(info.value.problems) == 3
 
 
+def test_rules_between_keys_are_reported_with_field_errors() -> None:
+    def many(raw: dict[str, Any]) -> None:
+        put("pki.keyBits", 3072)(raw)  # a field error in another section
+        put("listener.healthCheck.interval", 5)(raw)
+        put("listener.healthCheck.timeout", 3)(raw)
+        put("clients", [{"name": "alice"}, {"name": "Alice"}, {"name": "bad name"}])(raw)
+    with pytest.raises(ConfigError) as info:
+        parse(many)
+    text = "\n".join(info.value.problems)
+    assert "slb-mtls:pki.keyBits: 3072 is not allowed" in text
+    assert "slb-mtls:clients[2].name: 'bad name' is not allowed" in text
+    assert "slb-mtls:listener.healthCheck.timeout: 3 is not allowed; expected at least healthCheck.interval" in text
+    assert "slb-mtls:clients[1].name: 'Alice' is used by another client" in text
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_dev_and_prod_stacks_are_valid(stack: str) -> None:
     raw = {k.removeprefix("slb-mtls:"): v for k, v in stack_values(stack).items() if k.startswith("slb-mtls:")}
