@@ -220,6 +220,9 @@ def _describe_der(data: bytes, today: dt.date, password: str | None, source: str
             return load()
         except (ValueError, TypeError):
             continue
+    if not data.startswith(b"\x30"):  # every DER structure inspect reads is a SEQUENCE
+        raise PkiError(f"{source}: neither PEM nor DER: expected a certificate, CSR, CRL, private key or PKCS#12 "
+                       "file (a password file is given as PASSWORD_FILE, not FILE)")
     node, _ = der.parse_one(data, source)  # raises PkiError when it is not DER at all
     children = node.children(source) if node.tag == der.SEQUENCE else []
     if len(children) == 2 and children[0].tag == der.SEQUENCE and children[1].tag == der.OCTET_STRING:

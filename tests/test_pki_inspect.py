@@ -108,3 +108,8 @@ def test_malformed_input_is_a_short_pki_error(data: bytes) -> None:
 def test_revoked_material_is_still_inspectable() -> None:
     m = build_material(SEED, spec((Revocation("bob", "superseded"),)), today=TODAY)
     assert "superseded" in describe(m.crl_pem.encode(), today=TODAY)
+
+
+def test_a_text_file_that_is_no_pem_says_what_inspect_reads() -> None:
+    with pytest.raises(PkiError, match="neither PEM nor DER: expected a certificate, CSR, CRL, private key or PKCS#12"):
+        describe(b"a-long-enough-password\n", today=TODAY, source="alice.password")
