@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from typing import Any
 
 from slbmtls.offline import OfflineStack, UserError
 from slbmtls.program import retired_fingerprints
 from slbmtls.retired import retired_error
+from slbmtls.stackfile import run_pulumi
 
 
 def deployed_outputs(stack: OfflineStack) -> dict[str, Any]:
@@ -23,10 +23,7 @@ def deployed_outputs(stack: OfflineStack) -> dict[str, Any]:
     if not shutil.which("pulumi"):
         raise UserError("the pulumi CLI is not installed: it is needed to read the deployed stack's outputs "
                         "(https://www.pulumi.com/docs/install/)")
-    result = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--stack", stack.name, "--cwd", str(stack.stack_file.path.parent)],
-        capture_output=True, text=True, check=False, timeout=300,
-    )
+    result = run_pulumi(stack.stack_file, "stack", "output", "--json")
     if result.returncode != 0:
         raise UserError(f"`pulumi stack output --json --stack {stack.name}` failed: "
                         f"{result.stderr.strip()[:300] or 'no message'}")

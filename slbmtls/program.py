@@ -13,8 +13,7 @@ from typing import Any
 import pulumi
 
 from pki import KeyType, PkiError, PkiMaterial, build_material, days_left
-from slbmtls.clock import ClockError
-from slbmtls.clock import today as today  # re-exported: the offline tools read the same clock
+from slbmtls.clock import ClockError, today
 from slbmtls.config import (
     KNOWN_KEYS,
     NAMESPACE,

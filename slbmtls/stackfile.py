@@ -228,14 +228,20 @@ def load_stack(project_dir: Path, stack: str) -> StackFile:
     return StackFile(project, stack, stack_file, values, frozenset(secure))
 
 
+def run_pulumi(stack: StackFile, *args: str) -> subprocess.CompletedProcess[str]:
+    """`pulumi ARGS --stack S --cwd DIR` with only what the CLI needs to reach the state backend:
+    never our PKI_SEED or anything else the caller's environment holds."""
+    keep = ("PATH", "HOME", "PULUMI_", "AWS_", "ALIBABA_CLOUD_")
+    env = {k: v for k, v in os.environ.items() if k.startswith(keep) and k != "PKI_SEED"}
+    return subprocess.run(["pulumi", *args, "--stack", stack.stack, "--cwd", str(stack.path.parent)],
+                          capture_output=True, text=True, check=False, env=env, timeout=300)
+
+
 def _from_pulumi_cli(stack: StackFile, key: str) -> str | None:
     """A secret through the `pulumi` CLI, when one is installed and the stack's backend is logged in."""
     if f"{NAMESPACE}:{key}" not in stack.secure_keys or not shutil.which("pulumi"):
         return None
-    result = subprocess.run(
-        ["pulumi", "config", "get", key, "--stack", stack.stack, "--cwd", str(stack.path.parent)],
-        capture_output=True, text=True, check=False,
-    )
+    result = run_pulumi(stack, "config", "get", key)
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 

@@ -7,10 +7,8 @@ must hold for bundles re-derived from the seed (kept in a private temporary fold
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
-import subprocess
 import sys
 from urllib.parse import urlsplit
 
@@ -18,9 +16,10 @@ from pki import PkiMaterial
 from slbmtls.offline import OfflineStack, UserError
 from slbmtls.rehearsal import probes
 from slbmtls.rehearsal.probes import Endpoint, Probes
-from slbmtls.rehearsal.processes import Workdir, child_env
+from slbmtls.rehearsal.processes import Workdir
 from slbmtls.rehearsal.report import Report
 from slbmtls.rehearsal.spec import ECDHE_ONLY, POLICY_TLS_VERSIONS
+from slbmtls.stackfile import run_pulumi
 
 __all__ = ["verify"]
 
@@ -30,19 +29,11 @@ def stack_url(stack: OfflineStack) -> str:
     if shutil.which("pulumi") is None:
         raise UserError("no URL given and the pulumi CLI is not installed to read the stack's `url` output; "
                         "pass it: make verify STACK=<stack> URL=https://<address>:<port>")
-    result = subprocess.run(["pulumi", "stack", "output", "url", "--stack", stack.name,
-                             "--cwd", str(stack.stack_file.path.parent)],
-                            capture_output=True, text=True, check=False, env={**child_env(), **_pulumi_env()})
+    result = run_pulumi(stack.stack_file, "stack", "output", "url")
     if result.returncode != 0 or not result.stdout.strip():
         raise UserError(f"`pulumi stack output url --stack {stack.name}` failed ({result.stderr.strip()[:200]}); "
                         "pass URL=https://<address>:<port>")
     return result.stdout.strip()
-
-
-def _pulumi_env() -> dict[str, str]:
-    """What the pulumi CLI needs to reach the state backend (never the seed)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(("PULUMI_", "HOME", "AWS_", "ALIBABA_CLOUD_"))
-            and k != "PKI_SEED"}
 
 
 def endpoint_of(url: str, domain: str) -> Endpoint:

@@ -18,7 +18,7 @@ def _fake_pulumi(tmp_path: Path, outputs: dict[str, object] | None) -> Path:
     tools.mkdir()
     script = tools / "pulumi"
     body = f"cat <<'JSON'\n{json.dumps(outputs)}\nJSON" if outputs is not None else "echo 'no stack named dev' >&2; exit 255"
-    script.write_text(f"#!/bin/sh\n[ \"$1 $2 $3\" = 'stack output --json' ] || exit 3\n{body}\n")
+    script.write_text(f"#!/bin/sh\nenv > '{tools}/env'\n[ \"$1 $2 $3\" = 'stack output --json' ] || exit 3\n{body}\n")
     script.chmod(0o755)
     return tools
 
@@ -61,6 +61,8 @@ def test_nothing_deployed_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
     code, text = _guard(tmp_path, monkeypatch, capsys, {})
     assert code == 0 and "nothing deployed yet" in text
+    seen = (tmp_path / "bin" / "env").read_text()
+    assert "PKI_SEED" not in seen and TEST_SEED not in seen  # the pulumi child never sees the seed
 
 
 def test_an_unreadable_stack_is_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
