@@ -15,7 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
-from pki import files
 from pki.errors import PkiError
 from pki.files import write_private_files
 from pki.issued import Issued, certificate_pem
@@ -112,8 +111,3 @@ def write_client_bundle(out_dir: Path, name: str, issued: Issued, ca_certificate
         contents[f"{name}.password"] = (secret + "\n").encode()
     paths = write_private_files(out_dir, contents)
     return BundleFiles(paths, out_dir / f"{name}.password" if generated else None)
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create `path` 0600, whole, failing if it exists in any form (a dangling symlink included)."""
-    files.write_private_file(path, data)
