@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_alicloud as alicloud
+from pulumi_alicloud import ecs, slb, vpc
+from pulumi_alicloud.get_zones import get_zones_output
 
 from pki import PkiMaterial
 from slbmtls import clb
@@ -80,7 +81,7 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
         lb_cfg, listener_cfg, lb_name = config.load_balancer, config.listener, config.load_balancer_name
 
         internet = lb_cfg.address_type == "internet"
-        self.load_balancer = alicloud.slb.ApplicationLoadBalancer(
+        self.load_balancer = slb.ApplicationLoadBalancer(
             f"{name}-clb",
             load_balancer_name=lb_name,
             address_type=lb_cfg.address_type,
@@ -97,7 +98,7 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
         # creates before the listener moves to it and deletes the old one last. CLB refuses to
         # delete a certificate a listener still uses, so the order matters.
         ca_fp = material.ca.issued.fingerprint[:12]
-        self.ca_certificate = alicloud.slb.CaCertificate(
+        self.ca_certificate = slb.CaCertificate(
             f"{name}-ca-{ca_fp}",
             ca_certificate=material.ca.issued.certificate_pem,
             ca_certificate_name=certificate_name(lb_name, f"ca-{material.ca.epoch}-{ca_fp}"),
@@ -105,7 +106,7 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
         )
         server = material.server
         server_fp = server.fingerprint[:12]
-        self.server_certificate = alicloud.slb.ServerCertificate(
+        self.server_certificate = slb.ServerCertificate(
             f"{name}-server-{server_fp}",
             name=certificate_name(lb_name, f"server-{server_fp}"),
             server_certificate=server.chain_pem,
@@ -114,7 +115,7 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
         )
 
         hc = listener_cfg.health_check
-        self.listener = alicloud.slb.Listener(
+        self.listener = slb.Listener(
             f"{name}-https-{listener_cfg.frontend_port}",
             load_balancer_id=self.load_balancer.id,
             protocol="https",
@@ -140,7 +141,7 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
             unhealthy_threshold=hc.unhealthy_threshold if hc.enabled else None,
             health_check_connect_port=hc.connect_port if hc.enabled else None,
             health_check_domain=hc.domain if hc.enabled else None,
-            x_forwarded_for=alicloud.slb.ListenerXForwardedForArgs(
+            x_forwarded_for=slb.ListenerXForwardedForArgs(
                 retrive_slb_ip=listener_cfg.x_forwarded_for.slb_ip,
                 retrive_slb_id=listener_cfg.x_forwarded_for.slb_id,
                 retrive_slb_proto=listener_cfg.x_forwarded_for.slb_proto,
@@ -151,18 +152,18 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
         )
 
         servers: list[Any] = [
-            alicloud.slb.BackendServerBackendServerArgs(server_id=b.instance_id, weight=b.weight, type=b.type)
+            slb.BackendServerBackendServerArgs(server_id=b.instance_id, weight=b.weight, type=b.type)
             for b in config.backends
         ]
-        self.demo_instances: list[alicloud.ecs.Instance] = []
+        self.demo_instances: list[ecs.Instance] = []
         if config.demo_backends is not None:
             self.demo_instances = self._demo_backends(name, config, config.demo_backends)
             servers += [
-                alicloud.slb.BackendServerBackendServerArgs(
+                slb.BackendServerBackendServerArgs(
                     server_id=instance.id, weight=config.demo_backends.weight, type="ecs")
                 for instance in self.demo_instances
             ]
-        self.backends = alicloud.slb.BackendServer(
+        self.backends = slb.BackendServer(
             f"{name}-backends",
             load_balancer_id=self.load_balancer.id,
             backend_servers=servers,
@@ -181,7 +182,7 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
         })
 
     def _demo_backends(self, name: str, config: StackConfig,
-                       demo: DemoBackendsConfig) -> list[alicloud.ecs.Instance]:
+                       demo: DemoBackendsConfig) -> list[ecs.Instance]:
         """The tutorial's two ECS servers: a private network, no public addresses, port 80 open
         to the load balancer only, each serving a page that names it."""
         child = pulumi.ResourceOptions(parent=self)
@@ -189,33 +190,33 @@ class MutualTlsLoadBalancer(pulumi.ComponentResource):
         if demo.zone_id:
             zone_id = demo.zone_id
         else:
-            zones = alicloud.get_zones_output(available_resource_creation="VSwitch",
-                                              available_instance_type=demo.instance_type,
-                                              available_disk_category=clb.DEMO_SYSTEM_DISK_CATEGORY)
+            zones = get_zones_output(available_resource_creation="VSwitch",
+                                     available_instance_type=demo.instance_type,
+                                     available_disk_category=clb.DEMO_SYSTEM_DISK_CATEGORY)
             zone_id = zones.zones.apply(lambda zs: zs[0].id)
         image_id: pulumi.Input[str]
         if demo.image_id:
             image_id = demo.image_id
         else:
-            images = alicloud.ecs.get_images_output(name_regex=clb.DEMO_IMAGE_NAME_REGEX,
-                                                    owners="system", most_recent=True)
+            images = ecs.get_images_output(name_regex=clb.DEMO_IMAGE_NAME_REGEX,
+                                           owners="system", most_recent=True)
             image_id = images.images.apply(lambda imgs: imgs[0].id)
-        vpc = alicloud.vpc.Network(f"{name}-demo-vpc", vpc_name=f"{config.load_balancer_name}-demo",
-                                   cidr_block=DEMO_VPC_CIDR, opts=child)
-        vswitch = alicloud.vpc.Switch(f"{name}-demo-vswitch", vpc_id=vpc.id, cidr_block=DEMO_VSWITCH_CIDR,
-                                      zone_id=zone_id, vswitch_name=f"{config.load_balancer_name}-demo",
-                                      opts=child)
-        group = alicloud.ecs.SecurityGroup(f"{name}-demo-sg", vpc_id=vpc.id,
-                                           security_group_name=f"{config.load_balancer_name}-demo",
-                                           description="slb-mtls demo backends: HTTP from CLB only",
-                                           opts=child)
-        alicloud.ecs.SecurityGroupRule(
+        network = vpc.Network(f"{name}-demo-vpc", vpc_name=f"{config.load_balancer_name}-demo",
+                              cidr_block=DEMO_VPC_CIDR, opts=child)
+        vswitch = vpc.Switch(f"{name}-demo-vswitch", vpc_id=network.id, cidr_block=DEMO_VSWITCH_CIDR,
+                             zone_id=zone_id, vswitch_name=f"{config.load_balancer_name}-demo",
+                             opts=child)
+        group = ecs.SecurityGroup(f"{name}-demo-sg", vpc_id=network.id,
+                                  security_group_name=f"{config.load_balancer_name}-demo",
+                                  description="slb-mtls demo backends: HTTP from CLB only",
+                                  opts=child)
+        ecs.SecurityGroupRule(
             f"{name}-demo-http-from-clb", security_group_id=group.id, type="ingress", ip_protocol="tcp",
             port_range=f"{config.listener.backend_port}/{config.listener.backend_port}",
             cidr_ip=clb.CLB_SOURCE_RANGE, nic_type="intranet", policy="accept", priority=1, opts=child,
         )
         return [
-            alicloud.ecs.Instance(
+            ecs.Instance(
                 f"{name}-demo-{i}",
                 instance_name=f"{config.load_balancer_name}-demo-{i}",
                 instance_type=demo.instance_type,
