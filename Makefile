@@ -43,8 +43,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	@scripts/need-tools
-	# 4 workers on 2 cores: the rehearsal tests mostly wait on HAProxy's health checks
-	env $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 4 -q
+	# 4 workers on 2 cores: the rehearsal tests mostly wait on HAProxy's health checks. Bytecode is
+	# written even where PYTHONDONTWRITEBYTECODE is set: otherwise every worker redoes pytest's
+	# assertion rewriting (~3 s each) and every CLI subprocess recompiles slbmtls and pki.
+	env -u PYTHONDONTWRITEBYTECODE $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 4 -q
 
 plan: $(STAMP)
 	@$(CHECK_STACK)
