@@ -10,7 +10,15 @@ from pki.bundle import Profile, pkcs12_bytes, write_client_bundle
 from pki.derive import KeyType, Seed
 from pki.errors import PkiError
 from pki.issued import Issued, days_left, fingerprint
-from pki.material import OperatorCertificate, PkiMaterial, PkiSpec, ServerSpec, build_material
+from pki.material import (
+    OperatorCertificate,
+    PkiMaterial,
+    PkiSpec,
+    ServerSpec,
+    build_material,
+    start_deriving,
+    stop_deriving,
+)
 from pki.model import REVOCATION_REASONS, ClientSpec, Revocation, Subject, Validity
 
 __all__ = [
@@ -34,5 +42,7 @@ __all__ = [
     "days_left",
     "fingerprint",
     "pkcs12_bytes",
+    "start_deriving",
+    "stop_deriving",
     "write_client_bundle",
 ]

@@ -66,9 +66,9 @@ class PkiMaterial:
         return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.crls)
 
 
-def _prefetch_rsa_keys(seed: Seed, spec: PkiSpec) -> None:
-    """Every RSA key this plan derives (CA epochs, retired CAs, server, clients), on both cores
-    when there are many: they are independent, and the results identical either way."""
+def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
+    """Every RSA key this spec derives (CA epochs, retired CAs, server, clients), as pki.keypool
+    requests: independent of each other, so they can be derived on both cores."""
     names = tuple(r.name for r in spec.revocations)
     revoked = set(names)
     requests = []
@@ -82,7 +82,17 @@ def _prefetch_rsa_keys(seed: Seed, spec: PkiSpec) -> None:
         requests.append(rsa_request(seed, ("server", server.generation), server.key_type.rsa_bits))
     requests += [rsa_request(seed, ("client", c.name, c.generation), c.key_type.rsa_bits) for c in spec.clients
                  if c.key_type.is_rsa and c.csr_pem is None and c.name not in revoked]
-    keypool.prefetch(requests)
+    return requests
+
+
+def start_deriving(seed: Seed, spec: PkiSpec) -> None:
+    """Begin deriving the spec's RSA keys on a second core and return at once, for a caller with
+    other start-up work to do first; `build_material` finishes the job (`stop_deriving` drops it)."""
+    keypool.start(rsa_requests(seed, spec))
+
+
+def stop_deriving() -> None:
+    keypool.cancel()
 
 
 def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
@@ -94,7 +104,7 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
     if duplicates:
         raise PkiError(f"duplicate client name(s): {', '.join(duplicates)}; each client needs its own name")
     by_name = {c.name: c for c in spec.clients}
-    _prefetch_rsa_keys(seed, spec)
+    keypool.prefetch(rsa_requests(seed, spec))
     epochs = ca_epochs(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
                        key_type=spec.ca_key_type, revocations=spec.revocations)
     crls = revocation_crls(epochs, spec.revocations, by_name)

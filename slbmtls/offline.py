@@ -7,14 +7,15 @@ engine's config, never into `os.environ` where child processes would inherit the
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pki import PkiMaterial, PkiSpec, Seed, build_material
-from slbmtls.clock import today
+from pki import PkiError, PkiMaterial, PkiSpec, Seed, build_material, start_deriving, stop_deriving
+from slbmtls.clock import ClockError, today
 from slbmtls.config import (
     NAMESPACE,
     SECRET_KEYS,
@@ -98,6 +99,9 @@ class OfflineStack:
         key is a Pulumi secret that bundles never need (the plan reads it, see `plan()`)."""
         if self._planned is not None:
             return self._planned.config
+        return self._config_from_file()
+
+    def _config_from_file(self) -> StackConfig:
         raw = self.stack_file.namespace()
         raw.pop("serverCertificate", None)
         if "serverPrivateKey" in raw:  # the program's own message; its brought certificate is not read here
@@ -149,6 +153,21 @@ class OfflineStack:
         return planned
 
     def _run(self, overrides: dict[str, Any]) -> Planned:
+        if not overrides:
+            self._start_deriving()
+        try:
+            return self._run_program(overrides)
+        finally:
+            stop_deriving()  # a no-op once the program's derivation finished the keys
+
+    def _start_deriving(self) -> None:
+        """Put the second core to work on the stack's RSA keys while Pulumi imports (~1 s). The
+        program derives its own material; what is started here only fills the key cache, so a
+        config it will refuse just means no head start."""
+        with contextlib.suppress(ConfigError, PkiError, ClockError):
+            start_deriving(self.seed, self._config_from_file().pki)
+
+    def _run_program(self, overrides: dict[str, Any]) -> Planned:
         import pulumi
 
         from slbmtls import plan as planner
