@@ -123,10 +123,13 @@ class _Pool:
             return self._queue.pop() if self._queue else None
 
     def wait_for(self, request: Request) -> rsa.RSAPrivateKey | None:
-        """The key if the helper is deriving it (None if it is not, or fails)."""
+        """The key if the helper is deriving it; None if it is not (or fails), and then the
+        helper will not be handed it: the caller derives it."""
         with self._done:
             while request in self._in_helper and not self._dead:
                 self._done.wait()
+            if request in self._queue:
+                self._queue.remove(request)
             return _CACHE.get(request)
 
     def finish(self) -> None:
