@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -48,8 +50,38 @@ def test_the_p256_retry_seed_is_among_the_vectors() -> None:
     assert RETRY_SEED in [base64.b64decode(v["seed"]).hex() for v in P256]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pki", "keygen", *args], capture_output=True, text=True, check=False)
+def _cli(*args: str, subprocess_: bool = False) -> subprocess.CompletedProcess[str]:
+    """`python -m pki keygen ARGS`: in this process through pki.__main__.main (no interpreter start-up
+    per call), or as a reviewer runs it with `subprocess_=True`."""
+    if subprocess_:
+        return subprocess.run([sys.executable, "-m", "pki", "keygen", *args], capture_output=True, text=True,
+                              check=False)
+    from pki.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["keygen", *args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["pki", "keygen", *args], code, out.getvalue(), err.getvalue())
+
+
+def _check_printed_key(out: subprocess.CompletedProcess[str], vector: dict[str, str]) -> None:
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("-----BEGIN PRIVATE KEY-----\n")
+    der = serialization.load_pem_private_key(out.stdout.encode(), None)
+    assert _der(der) == base64.b64decode(vector["private_key_pkcs8"])
+    check = openssl("pkey", "-check", "-noout", input=out.stdout.encode())
+    assert check.returncode == 0, check.stderr
+
+
+def test_smoke_the_cli_as_a_reviewer_runs_it() -> None:
+    """The one subprocess run: the EC retry vector (cheap to derive) and a refusal, as typed."""
+    vector = next(v for v in P256 if base64.b64decode(v["seed"]).hex() == RETRY_SEED)
+    _check_printed_key(_cli("--seed-hex", RETRY_SEED, "--type", "ec-p256", subprocess_=True), vector)
+    refused = _cli("--seed-hex", "abc", "--type", "ec-p256", subprocess_=True)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
 
 
 @pytest.mark.parametrize(("key_type", "vector"), [
@@ -59,13 +91,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     ("ec-p256", next(v for v in P256 if base64.b64decode(v["seed"]).hex() == RETRY_SEED)),
 ])
 def test_cli_prints_the_vector_key(key_type: str, vector: dict[str, str]) -> None:
-    out = _cli("--seed-hex", base64.b64decode(vector["seed"]).hex(), "--type", key_type)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("-----BEGIN PRIVATE KEY-----\n")
-    der = serialization.load_pem_private_key(out.stdout.encode(), None)
-    assert _der(der) == base64.b64decode(vector["private_key_pkcs8"])
-    check = openssl("pkey", "-check", "-noout", input=out.stdout.encode())
-    assert check.returncode == 0, check.stderr
+    _check_printed_key(_cli("--seed-hex", base64.b64decode(vector["seed"]).hex(), "--type", key_type), vector)
 
 
 def test_cli_refuses_bad_input_without_a_traceback() -> None:
