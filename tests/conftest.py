@@ -60,6 +60,12 @@ def revoked_material() -> PkiMaterial:
     return build_material(SEED, spec((Revocation("bob", "keyCompromise"),)), today=TODAY)
 
 
+def material_pems(m: PkiMaterial) -> str:
+    """Every PEM of a material, keys included: what must be byte-identical across processes."""
+    return (m.ca.issued.certificate_pem + m.server.chain_pem + m.server.private_key_pem()
+            + "".join(c.certificate_pem + c.private_key_pem() for c in m.clients.values()) + m.crl_pem)
+
+
 def openssl(*args: str, input: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["openssl", *args], input=input.decode() if input else None, capture_output=True,
                           text=True, cwd=cwd, check=False)
