@@ -79,6 +79,7 @@ def test_smoke_make_bundle_and_inspect(tmp_path: Path) -> None:
     assert "refusing to overwrite" in again.stderr
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")  # the legacy PKCS#12 is 2048 rounds either way; its .key is not checked
 def test_bundle_legacy_with_a_password_file(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("a long bundle password\n")
@@ -104,6 +105,7 @@ def test_bundle_refusals(tmp_path: Path) -> None:
     assert not never.exists()
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")  # inspects the certificate and CRL of the bundle only
 def test_inspect_crl_and_certificate(tmp_path: Path) -> None:
     out = tmp_path / "e"
     assert run_cli("bundle", "--client", "build-agent", "--out", str(out)).returncode == 0

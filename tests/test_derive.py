@@ -107,6 +107,7 @@ def test_ca_generation_rotates_everything() -> None:
     assert one.clients["alice"].fingerprint != two.clients["alice"].fingerprint
 
 
+@pytest.mark.usefixtures("own_rsa_keys")
 def test_keys_from_the_helper_process_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plans stay byte-identical whether keys were derived here or by pki.keyworker."""
     from conftest import client, spec

@@ -48,6 +48,7 @@ def cli_main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     return code, err
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")  # the OUT case writes a bundle; the profile is not the point
 @pytest.mark.parametrize("assignment", [
     "STACK=dev; touch {mark} #",
     "STACK=$(shell touch {mark})",

@@ -56,6 +56,7 @@ def test_weak_passwords_are_refused_without_echo(password: str) -> None:
     assert password not in str(info.value)
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")  # about the plain key file, not the profile
 def test_plain_key_is_written_0600_only_on_request(material: PkiMaterial, tmp_path: Path) -> None:
     issued = material.clients["edge"]
     files = write_client_bundle(tmp_path / "e", "edge", issued, material.ca.certificate, material.crl_pem,
