@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,11 @@ def _name(cn: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
+@functools.cache
 def purchased_certificate(domain: str) -> tuple[str, str, rsa.RSAPrivateKey]:
-    """A 'commercial' chain: root -> intermediate -> leaf, returned root first (the wrong order)."""
+    """A 'commercial' chain: root -> intermediate -> leaf, returned root first (the wrong order).
+    Made once per domain and process (three random RSA keys cost ~0.25 s; five tests use it), so the
+    plans that carry it are shared too."""
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     keys = [rsa.generate_private_key(65537, 2048) for _ in range(3)]
     names = [_name("Test Root"), _name("Test Intermediate"), x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])]
