@@ -45,10 +45,13 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	@scripts/need-tools
-	# 4 workers on 2 cores: the rehearsal tests mostly wait on HAProxy's health checks. Bytecode is
-	# written even where PYTHONDONTWRITEBYTECODE is set: otherwise every worker redoes pytest's
-	# assertion rewriting (~3 s each) and every CLI subprocess recompiles slbmtls and pki.
-	env -u PYTHONDONTWRITEBYTECODE $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 4 -q
+	# 3 workers on 2 cores: one can wait on HAProxy's health checks while two compute; a 4th worker
+	# costs more (its start-up and collection, and everything memoised per process done once more)
+	# than the waits it would overlap. worksteal keeps each file's tests together (shared plans) and
+	# lets an idle worker take tests queued behind a slow one. Bytecode is written even where
+	# PYTHONDONTWRITEBYTECODE is set: otherwise every worker redoes pytest's assertion rewriting
+	# (~3 s each) and every CLI subprocess recompiles slbmtls and pki.
+	env -u PYTHONDONTWRITEBYTECODE $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 3 --dist worksteal -q
 
 plan: $(STAMP)
 	@$(CHECK_STACK)
