@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SEED, TODAY, openssl, spec, write
+from conftest import SEED, TODAY, openssl, pkcs12_once, spec, write
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from stackrun import TEST_SEED
 
-from pki import PkiMaterial, PkiSpec, Profile, Revocation, Seed, Validity, build_material, pkcs12_bytes
+from pki import PkiMaterial, PkiSpec, Profile, Revocation, Seed, Validity, build_material
 from pki.revocation import ca_epochs
 from slbmtls.offline import OfflineStack
 from slbmtls.stackfile import load_stack
@@ -183,7 +183,7 @@ def dev() -> Stack:
 def test_nss_imports_both_profiles_and_verifies_client_auth(dev: Stack, tmp_path: Path, profile: Profile) -> None:
     m = dev.material
     name_, issued = next((n, c) for n, c in m.clients.items() if c.private_key is not None)
-    p12 = write(tmp_path / "c.p12", pkcs12_bytes(name_, issued, m.ca.certificate, PASSWORD, profile))
+    p12 = write(tmp_path / "c.p12", pkcs12_once(name_, issued, m.ca.certificate, PASSWORD, profile))
     db = _nss_db(tmp_path / "db")
     imported = _run("pk12util", "-i", str(p12), "-d", db, "-W", PASSWORD, "-K", "")
     assert imported.returncode == 0, imported.stdout + imported.stderr
@@ -228,7 +228,7 @@ def test_nss_sees_the_revocation_through_the_crl(tmp_path: Path) -> None:
 def test_certtool_reads_both_profiles(dev: Stack, tmp_path: Path, profile: Profile, marker: str) -> None:
     m = dev.material
     name_, issued = next((n, c) for n, c in m.clients.items() if c.private_key is not None)
-    p12 = write(tmp_path / "c.p12", pkcs12_bytes(name_, issued, m.ca.certificate, PASSWORD, profile))
+    p12 = write(tmp_path / "c.p12", pkcs12_once(name_, issued, m.ca.certificate, PASSWORD, profile))
     info = _run("certtool", "--p12-info", "--inder", "--infile", str(p12), "--password", PASSWORD)
     assert info.returncode == 0, info.stdout + info.stderr
     assert marker in info.stdout + info.stderr

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import openssl, write
+from conftest import openssl, pkcs12_once, write
 
 from pki import PkiError, PkiMaterial, Profile, pkcs12_bytes, write_client_bundle
 from pki.bundle import check_password
@@ -26,8 +26,8 @@ def test_profile_names_follow_cert_manager_and_keep_the_old_ones() -> None:
 
 
 def test_modern_mac_and_key_use_600k_iterations(material: PkiMaterial, tmp_path: Path) -> None:
-    p12 = write(tmp_path / "a.p12", pkcs12_bytes("alice", material.clients["alice"], material.ca.certificate,
-                                                 PASSWORD, Profile.MODERN))
+    p12 = write(tmp_path / "a.p12", pkcs12_once("alice", material.clients["alice"], material.ca.certificate,
+                                                PASSWORD, Profile.MODERN))
     info = openssl("pkcs12", "-in", str(p12), "-info", "-noout", "-passin", f"pass:{PASSWORD}")
     assert info.returncode == 0, info.stderr
     text = info.stdout + info.stderr
