@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pki import (
     ClientSpec,
@@ -19,7 +25,11 @@ from pki import (
     Subject,
     Validity,
     build_material,
+    keypool,
+    pkcs12_bytes,
 )
+from pki.bundle import Profile
+from pki.issued import Issued
 
 ISSUED = dt.date(2026, 11, 27)
 TODAY = dt.date(2026, 12, 1)
@@ -60,6 +70,27 @@ def revoked_material() -> PkiMaterial:
     return build_material(SEED, spec((Revocation("bob", "keyCompromise"),)), today=TODAY)
 
 
+def material_pems(m: PkiMaterial) -> str:
+    """Every PEM of a material, keys included: what must be byte-identical across processes."""
+    return (m.ca.issued.certificate_pem + m.server.chain_pem + m.server.private_key_pem()
+            + "".join(c.certificate_pem + c.private_key_pem() for c in m.clients.values()) + m.crl_pem)
+
+
+_PKCS12: dict[tuple[str, str, str, str, str], bytes] = {}
+
+
+def pkcs12_once(name: str, issued: Issued, ca_certificate: x509.Certificate, password: str,
+                profile: Profile) -> bytes:
+    """pki.pkcs12_bytes, built once per process for each client, CA, password and profile: a
+    modern-profile file costs ~0.65 s to build (600,000 rounds, three times), and the tests that use
+    it are about what openssl, NSS and GnuTLS read from it. A rebuilt file would differ only in its
+    random salts."""
+    key = (name, issued.fingerprint, ca_certificate.fingerprint(hashes.SHA256()).hex(), password, profile.value)
+    if key not in _PKCS12:
+        _PKCS12[key] = pkcs12_bytes(name, issued, ca_certificate, password, profile)
+    return _PKCS12[key]
+
+
 def openssl(*args: str, input: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["openssl", *args], input=input.decode() if input else None, capture_output=True,
                           text=True, cwd=cwd, check=False)
@@ -68,6 +99,83 @@ def openssl(*args: str, input: bytes | None = None, cwd: Path | None = None) -> 
 def write(path: Path, text: str | bytes) -> Path:
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     return path
+
+
+# -- RSA keys derived once per test session, not once per xdist worker --------------------------
+# pki.keypool memoises derived keys per process; every worker used to derive the same stack keys
+# again (prod's RSA-4096 pair alone costs ~1.5 s). Here a key derived by real det-keygen in any
+# worker is kept, as DER, in the session's temporary folder (0700, test seeds only) and loaded by the
+# others. CLI subprocesses never see it: the cross-process tests still compare fresh derivations.
+_REAL_RSA_KEY = keypool.rsa_key
+_REAL_PREFETCH = keypool.prefetch
+
+
+def _shared_key_path(folder: Path, dk_seed: bytes, bits: int) -> Path:
+    return folder / f"{bits}-{hashlib.sha256(dk_seed).hexdigest()}.der"
+
+
+def _load_shared(folder: Path, dk_seed: bytes, bits: int) -> rsa.RSAPrivateKey | None:
+    try:
+        data = _shared_key_path(folder, dk_seed, bits).read_bytes()
+    except FileNotFoundError:
+        return None
+    key = serialization.load_der_private_key(data, None, unsafe_skip_rsa_key_validation=True)
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == bits
+    keypool._CACHE[(dk_seed, bits)] = key
+    return key
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_rsa_keys(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[None]:
+    base = tmp_path_factory.getbasetemp()  # an xdist worker's is <this run's folder>/popen-gwN
+    folder = (base.parent if hasattr(pytestconfig, "workerinput") else base) / "derived-rsa-keys"
+    folder.mkdir(mode=0o700, exist_ok=True)
+
+    def rsa_key(dk_seed: bytes, bits: int) -> rsa.RSAPrivateKey:
+        key = keypool._CACHE.get((dk_seed, bits)) or _load_shared(folder, dk_seed, bits)
+        if key is None:
+            key = _REAL_RSA_KEY(dk_seed, bits)
+            path = _shared_key_path(folder, dk_seed, bits)
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            partial.write_bytes(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+            partial.replace(path)  # whole or absent for the other workers
+        return key
+
+    def prefetch(requests: Iterable[tuple[bytes, int]]) -> None:
+        # keys another worker derived are loaded, so the helper process starts only for new ones
+        _REAL_PREFETCH([r for r in requests if r not in keypool._CACHE and _load_shared(folder, *r) is None])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keypool, "rsa_key", rsa_key)
+        patch.setattr(keypool, "prefetch", prefetch)
+        yield
+
+
+@pytest.fixture
+def own_rsa_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests about deriving keys (the helper process): pki.keypool as it is, nothing shared."""
+    monkeypatch.setattr(keypool, "rsa_key", _REAL_RSA_KEY)
+    monkeypatch.setattr(keypool, "prefetch", _REAL_PREFETCH)
+
+
+@pytest.fixture
+def cheap_bundle_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bundles with 1,000 KDF and MAC iterations instead of the modern profile's 600,000, for tests
+    about where and how files are written (paths, links, modes, secrets in output), not about the
+    profile: a modern bundle costs ~0.65 s of CPU at full strength, a legacy one ~0.15 s (its
+    encrypted .key). The profile itself is tested at full strength (test_pki_bundle's 600k test,
+    test_pki_openssl, test_pki_inspect, test_conformance) and by test_cli's `make bundle` smoke test."""
+    from functools import partial
+
+    from pki import bundle, issued
+
+    iterations = 1000
+    monkeypatch.setattr(bundle, "MODERN_ITERATIONS", iterations)
+    monkeypatch.setattr(bundle, "remac_pkcs12", partial(bundle.remac_pkcs12, iterations=iterations))
+    real = issued.Issued.encrypted_private_key_pem
+    monkeypatch.setattr(issued.Issued, "encrypted_private_key_pem",
+                        lambda self, password, iterations=iterations: real(self, password, iterations))
 
 
 # Tests that mostly wait (on HAProxy's health checks, on child processes) go first: with `-n 2` they

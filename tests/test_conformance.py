@@ -10,16 +10,15 @@ import datetime as dt
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import SEED, TODAY, openssl, spec, write
+from conftest import SEED, TODAY, openssl, pkcs12_once, spec, write
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pkilint import loader, pkix
-from pkilint.pkix import certificate, crl, extension, name
 from stackrun import TEST_SEED
 
-from pki import PkiMaterial, PkiSpec, Profile, Revocation, Seed, Validity, build_material, pkcs12_bytes
+from pki import PkiMaterial, PkiSpec, Profile, Revocation, Seed, Validity, build_material
 from pki.revocation import ca_epochs
 from slbmtls.offline import OfflineStack
 from slbmtls.stackfile import load_stack
@@ -56,17 +55,35 @@ def _der(obj: x509.Certificate | x509.CertificateRevocationList) -> bytes:
 
 # -- pkilint ---------------------------------------------------------------------------------------
 
-_CERT_LINT = certificate.create_pkix_certificate_validator_container(
-    certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS),
-    [certificate.create_issuer_validator_container([]), certificate.create_validity_validator_container(),
-     certificate.create_subject_validator_container([]), certificate.create_extensions_validator_container([]),
-     certificate.create_spki_validator_container([])],
-)
-_CRL_LINT = crl.create_pkix_crl_validator_container(
-    [pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS), pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)],
-    [crl.create_issuer_validator_container([]), crl.create_validity_validator_container([]),
-     crl.create_extensions_validator_container([])],
-)
+@dataclasses.dataclass(frozen=True)
+class Pkilint:
+    loader: Any
+    certificate: object
+    crl: object
+
+
+@pytest.fixture(scope="module")
+def pkilint() -> Pkilint:
+    """pkilint's loaders and validators, imported by the one worker that lints (at module level every
+    xdist worker paid ~0.5 s to import it while collecting)."""
+    from pkilint import loader, pkix
+    from pkilint.pkix import certificate, crl, extension, name
+
+    return Pkilint(
+        loader,
+        certificate.create_pkix_certificate_validator_container(
+            certificate.create_decoding_validators(name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS),
+            [certificate.create_issuer_validator_container([]), certificate.create_validity_validator_container(),
+             certificate.create_subject_validator_container([]), certificate.create_extensions_validator_container([]),
+             certificate.create_spki_validator_container([])],
+        ),
+        crl.create_pkix_crl_validator_container(
+            [pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+             pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)],
+            [crl.create_issuer_validator_container([]), crl.create_validity_validator_container([]),
+             crl.create_extensions_validator_container([])],
+        ),
+    )
 
 
 def _findings(validator: object, document: object) -> list[tuple[str, str, str | None]]:
@@ -74,7 +91,7 @@ def _findings(validator: object, document: object) -> list[tuple[str, str, str |
     return [(d.finding.severity.name, d.finding.code, d.message) for r in results for d in r.finding_descriptions]
 
 
-def test_pkilint_finds_nothing_in_any_certificate_or_crl(stack: Stack) -> None:
+def test_pkilint_finds_nothing_in_any_certificate_or_crl(stack: Stack, pkilint: Pkilint) -> None:
     m = stack.material
     certificates = {"ca": m.ca.certificate, "server": m.server.certificate,
                     **{f"client {n}": c.certificate for n, c in m.clients.items()}}
@@ -83,13 +100,13 @@ def test_pkilint_finds_nothing_in_any_certificate_or_crl(stack: Stack) -> None:
     certificates |= {f"epoch {ca.epoch}": ca.certificate for ca in epochs}
     problems = {}
     for what, cert in certificates.items():
-        doc = loader.RFC5280CertificateDocumentLoader().load_der_document(_der(cert), what)
-        found = [f for f in _findings(_CERT_LINT, doc) if f[1] not in EXPECTED_INFO]
+        doc = pkilint.loader.RFC5280CertificateDocumentLoader().load_der_document(_der(cert), what)
+        found = [f for f in _findings(pkilint.certificate, doc) if f[1] not in EXPECTED_INFO]
         if found:
             problems[what] = found
     for i, one in enumerate(m.crls):
-        doc = loader.RFC5280CertificateListDocumentLoader().load_der_document(_der(one), f"crl {i}")
-        found = _findings(_CRL_LINT, doc)
+        doc = pkilint.loader.RFC5280CertificateListDocumentLoader().load_der_document(_der(one), f"crl {i}")
+        found = _findings(pkilint.crl, doc)
         if found:
             problems[f"crl {i}"] = found
     assert problems == {}
@@ -166,7 +183,7 @@ def dev() -> Stack:
 def test_nss_imports_both_profiles_and_verifies_client_auth(dev: Stack, tmp_path: Path, profile: Profile) -> None:
     m = dev.material
     name_, issued = next((n, c) for n, c in m.clients.items() if c.private_key is not None)
-    p12 = write(tmp_path / "c.p12", pkcs12_bytes(name_, issued, m.ca.certificate, PASSWORD, profile))
+    p12 = write(tmp_path / "c.p12", pkcs12_once(name_, issued, m.ca.certificate, PASSWORD, profile))
     db = _nss_db(tmp_path / "db")
     imported = _run("pk12util", "-i", str(p12), "-d", db, "-W", PASSWORD, "-K", "")
     assert imported.returncode == 0, imported.stdout + imported.stderr
@@ -211,7 +228,7 @@ def test_nss_sees_the_revocation_through_the_crl(tmp_path: Path) -> None:
 def test_certtool_reads_both_profiles(dev: Stack, tmp_path: Path, profile: Profile, marker: str) -> None:
     m = dev.material
     name_, issued = next((n, c) for n, c in m.clients.items() if c.private_key is not None)
-    p12 = write(tmp_path / "c.p12", pkcs12_bytes(name_, issued, m.ca.certificate, PASSWORD, profile))
+    p12 = write(tmp_path / "c.p12", pkcs12_once(name_, issued, m.ca.certificate, PASSWORD, profile))
     info = _run("certtool", "--p12-info", "--inder", "--infile", str(p12), "--password", PASSWORD)
     assert info.returncode == 0, info.stdout + info.stderr
     assert marker in info.stdout + info.stderr

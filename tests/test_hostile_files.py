@@ -14,6 +14,9 @@ from stackrun import ROOT, TEST_SEED, project_with
 from pki.files import FileWriteError, write_private_file, write_private_files
 from slbmtls import cli
 
+# about paths, links and modes, not the PKCS#12 profile (see conftest.cheap_bundle_kdf)
+pytestmark = pytest.mark.usefixtures("cheap_bundle_kdf")
+
 BUNDLE = ["alice.crt", "alice.key", "alice.p12", "alice.password", "ca.crt", "crl.pem"]
 
 

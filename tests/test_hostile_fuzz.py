@@ -284,6 +284,7 @@ def test_fuzz_plan_diff(stack: bytes, seed: str, before_doc: Any, after_bytes: b
         assert _snapshot(root) == snapshot
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")  # outcomes, files and secrets; not the profile's strength
 @settings(FUZZ, max_examples=_HUNT or 40)
 @given(stack=mostly(st.just(DEV_TEXT.encode()), stack_texts), seed=seeds, name=stack_names,
        client=mostly(st.sampled_from(["alice", "build-agent"]), st.one_of(

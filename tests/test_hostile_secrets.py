@@ -33,6 +33,7 @@ def assert_no_seed_in_files(root: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")  # about secrets in files and output, not the profile
 @pytest.mark.parametrize("show_secrets", ["0", "1"])
 def test_plan_and_bundle_never_write_or_print_the_seed(tmp_path: Path, capfd: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch, show_secrets: str) -> None:
@@ -62,6 +63,7 @@ def test_plan_and_bundle_never_write_or_print_the_seed(tmp_path: Path, capfd: py
     assert dict(os.environ) == environment  # nothing added: children would inherit it
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")
 def test_a_seed_from_the_pulumi_cli_stays_in_memory(tmp_path: Path, capfd: pytest.CaptureFixture[str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Without PKI_SEED the seed comes from `pulumi config get`: the child gets nothing secret in its
@@ -96,6 +98,7 @@ def test_a_seed_from_the_pulumi_cli_stays_in_memory(tmp_path: Path, capfd: pytes
     assert_no_seed_in_files(tmp_path)
 
 
+@pytest.mark.usefixtures("own_rsa_keys")
 def test_the_key_helper_process_gets_no_seed_in_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plans with many RSA keys derive half of them in a helper process: it must not inherit PKI_SEED."""
     import subprocess

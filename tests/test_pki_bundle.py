@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import openssl, write
+from conftest import openssl, pkcs12_once, write
 
 from pki import PkiError, PkiMaterial, Profile, pkcs12_bytes, write_client_bundle
 from pki.bundle import check_password
@@ -26,8 +26,8 @@ def test_profile_names_follow_cert_manager_and_keep_the_old_ones() -> None:
 
 
 def test_modern_mac_and_key_use_600k_iterations(material: PkiMaterial, tmp_path: Path) -> None:
-    p12 = write(tmp_path / "a.p12", pkcs12_bytes("alice", material.clients["alice"], material.ca.certificate,
-                                                 PASSWORD, Profile.MODERN))
+    p12 = write(tmp_path / "a.p12", pkcs12_once("alice", material.clients["alice"], material.ca.certificate,
+                                                PASSWORD, Profile.MODERN))
     info = openssl("pkcs12", "-in", str(p12), "-info", "-noout", "-passin", f"pass:{PASSWORD}")
     assert info.returncode == 0, info.stderr
     text = info.stdout + info.stderr
@@ -56,6 +56,7 @@ def test_weak_passwords_are_refused_without_echo(password: str) -> None:
     assert password not in str(info.value)
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")  # about the plain key file, not the profile
 def test_plain_key_is_written_0600_only_on_request(material: PkiMaterial, tmp_path: Path) -> None:
     issued = material.clients["edge"]
     files = write_client_bundle(tmp_path / "e", "edge", issued, material.ca.certificate, material.crl_pem,

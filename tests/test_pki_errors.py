@@ -142,6 +142,7 @@ def test_lifetime_beyond_the_issuer_is_refused() -> None:
         build_material(SEED, spec(server=ServerSpec((DOMAIN,), Validity(ISSUED, 900))), today=TODAY)
 
 
+@pytest.mark.usefixtures("cheap_bundle_kdf")  # about files and modes, not the profile
 def test_bundle_files_are_private_and_never_overwritten(material: PkiMaterial, tmp_path: Path) -> None:
     out = tmp_path / "alice"
     files = write_client_bundle(out, "alice", material.clients["alice"], material.ca.certificate, material.crl_pem)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import AT_TIME, CRL_TIME, openssl, write
+from conftest import AT_TIME, CRL_TIME, openssl, pkcs12_once, write
 
-from pki import PkiMaterial, Profile, pkcs12_bytes
+from pki import PkiMaterial, Profile
+
+PASSWORD = "correct horse battery staple"  # test_pki_bundle's: the modern file is built once for both
 
 
 def test_every_leaf_verifies_against_the_ca(material: PkiMaterial, tmp_path: Path) -> None:
@@ -113,12 +115,12 @@ def test_revocation_rotates_the_ca_for_clb(material: PkiMaterial, revoked_materi
 ])
 def test_pkcs12_profiles_open_with_the_password(material: PkiMaterial, tmp_path: Path, profile: Profile,
                                                 extra: list[str], marker: str) -> None:
-    p12 = write(tmp_path / "alice.p12", pkcs12_bytes("alice", material.clients["alice"],
-                                                     material.ca.certificate, "correct horse", profile))
-    info = openssl("pkcs12", *extra, "-in", str(p12), "-info", "-noout", "-passin", "pass:correct horse")
+    p12 = write(tmp_path / "alice.p12", pkcs12_once("alice", material.clients["alice"],
+                                                    material.ca.certificate, PASSWORD, profile))
+    info = openssl("pkcs12", *extra, "-in", str(p12), "-info", "-noout", "-passin", f"pass:{PASSWORD}")
     assert info.returncode == 0, info.stderr
     assert marker in info.stderr + info.stdout
     wrong = openssl("pkcs12", *extra, "-in", str(p12), "-noout", "-passin", "pass:wrong")
     assert wrong.returncode != 0
-    dump = openssl("pkcs12", *extra, "-in", str(p12), "-nodes", "-passin", "pass:correct horse").stdout
+    dump = openssl("pkcs12", *extra, "-in", str(p12), "-nodes", "-passin", f"pass:{PASSWORD}").stdout
     assert "CN=alice" in dump.replace(" = ", "=") and "PRIVATE KEY" in dump

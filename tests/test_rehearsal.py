@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -101,15 +102,6 @@ def test_an_unhandled_input_fails_the_report(monkeypatch: pytest.MonkeyPatch, ca
 FAST = ["--project-dir", str(ROOT / "tests" / "rehearsal"), "rehearse", "--stack", "wrr"]
 
 
-def test_two_rehearsals_at_once() -> None:
-    """No fixed ports, no port races: two run side by side (and the subprocess smoke test of `rehearse`)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "slbmtls", *FAST], cwd=ROOT,
-                              env={**os.environ, "PKI_SEED": TEST_SEED}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-
-
 def _spawn_keep(seed: str = TEST_SEED) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "slbmtls", *FAST, "--keep"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -176,13 +168,20 @@ def _gone(workdir: Path, children: list[int]) -> None:
                 and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
 
 
-def test_sigterm_and_sigkill_take_haproxy_and_the_folder_and_the_seed_is_nowhere() -> None:
-    """Two KEEP rehearsals at once: one ended by SIGTERM, one by SIGKILL (no handler runs). Before,
-    a known seed is looked for in every child's environ and cmdline and every written file."""
+def test_two_rehearsals_at_once_then_sigterm_and_sigkill_take_haproxy_and_the_folder() -> None:
+    """Two KEEP rehearsals side by side (no fixed ports, no port races: both pass every check; this
+    was test_two_rehearsals_at_once, which ran two more rehearsal processes), then one is ended by
+    SIGTERM and one by SIGKILL (no handler runs). Before, a known seed is looked for in every child's
+    environ and cmdline and every written file."""
     seed = "9d41c07be2f35a8816e4d2b9707c3fa1e58b06d24c9f3137ab8e651d0f2c7a94"  # a known, random-looking seed
     procs = [_spawn_keep(seed), _spawn_keep()]  # side by side, so the test waits for the slower only
     try:
         (term, term_lines), (kill, kill_lines) = [(proc, _await_keep(proc)) for proc in procs]
+        for lines in (term_lines, kill_lines):
+            summary = [line for line in lines if re.fullmatch(r"\d+ passed, \d+ failed\n", line)]
+            assert len(summary) == 1 and summary[0].endswith(" passed, 0 failed\n"), "".join(lines)
+            assert int(summary[0].split()[0]) >= 10, summary  # the whole wrr scenario, not a stub
+        assert term.poll() is None and kill.poll() is None  # both still serving, side by side
         dirs = [_workdir(term_lines), _workdir(kill_lines)]
         children = [_children(term.pid), _children(kill.pid)]
         assert all(len(c) >= 2 for c in children)  # haproxy and the folder's supervisor

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stackrun import ROOT, plan_stack, stack_values
+from stackrun import ROOT, plan_stack, run_cli, stack_values
 from test_runbook import purchased_certificate
 
 from pki.files import FileWriteError
@@ -265,7 +265,10 @@ def test_make_plan_diff_fails_on_a_refused_step(tmp_path: Path) -> None:
         if r["type"] == clb.LISTENER:
             r["inputs"]["serverCertificateId"] = old["id"]
     steps = tmp_path / "steps.json"
-    result = _make_diff(tmp_path, before, after, steps)
+    (tmp_path / "b.json").write_text(json.dumps(before))
+    (tmp_path / "a.json").write_text(json.dumps(after))
+    # in-process (test_steps_json_exact_shape runs `make plan-diff` as typed)
+    result = run_cli("diff", str(tmp_path / "b.json"), str(tmp_path / "a.json"), "--steps-json", str(steps))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "REFUSED" in result.stderr and "CertificateAndPrivateKeyIsRefered" in result.stderr
     document = json.loads(steps.read_text())
