@@ -108,6 +108,7 @@ def write(path: Path, text: str | bytes) -> Path:
 # others. CLI subprocesses never see it: the cross-process tests still compare fresh derivations.
 _REAL_RSA_KEY = keypool.rsa_key
 _REAL_PREFETCH = keypool.prefetch
+_REAL_START = keypool.start
 
 
 def _shared_key_path(folder: Path, dk_seed: bytes, bits: int) -> Path:
@@ -144,11 +145,18 @@ def _session_rsa_keys(tmp_path_factory: pytest.TempPathFactory, pytestconfig: py
 
     def prefetch(requests: Iterable[tuple[bytes, int]]) -> None:
         # keys another worker derived are loaded, so the helper process starts only for new ones
-        _REAL_PREFETCH([r for r in requests if r not in keypool._CACHE and _load_shared(folder, *r) is None])
+        _REAL_PREFETCH(_not_shared(requests))
+
+    def start(requests: Iterable[tuple[bytes, int]]) -> None:  # the offline tools' head start, likewise
+        _REAL_START(_not_shared(requests))
+
+    def _not_shared(requests: Iterable[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+        return [r for r in requests if r not in keypool._CACHE and _load_shared(folder, *r) is None]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keypool, "rsa_key", rsa_key)
         patch.setattr(keypool, "prefetch", prefetch)
+        patch.setattr(keypool, "start", start)
         yield
 
 
@@ -157,6 +165,7 @@ def own_rsa_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """For tests about deriving keys (the helper process): pki.keypool as it is, nothing shared."""
     monkeypatch.setattr(keypool, "rsa_key", _REAL_RSA_KEY)
     monkeypatch.setattr(keypool, "prefetch", _REAL_PREFETCH)
+    monkeypatch.setattr(keypool, "start", _REAL_START)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def expected() -> dict[tuple[bytes, int], bytes]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh(monkeypatch: pytest.MonkeyPatch, own_rsa_keys: None) -> Iterator[None]:
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
     for r in REQUESTS:
         keypool._CACHE.pop(r, None)
