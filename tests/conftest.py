@@ -187,8 +187,9 @@ def cheap_bundle_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
                         lambda self, password, iterations=iterations: real(self, password, iterations))
 
 
-# Tests that mostly wait (on HAProxy's health checks, on child processes) go first: with `-n 2` they
-# then overlap the CPU-bound rest instead of running alone at the end.
+# Tests that mostly wait (on HAProxy's health checks, on child processes) go first, so they overlap
+# the CPU-bound rest instead of running alone at the end: under `make unit` (worksteal) they open the
+# first worker's share, and the other workers take the tests queued behind them.
 _WAITING_FIRST = ("test_rehearsal.py", "test_verify.py")
 
 
