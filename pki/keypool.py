@@ -65,8 +65,7 @@ class _Pool:
         self._done = threading.Condition()
         self._dead = False
         with self._done:
-            for _ in range(_AHEAD):
-                self._hand_over()
+            self._top_up()
         self._reader = threading.Thread(target=self._read, args=(helper.stdout,), daemon=True)
         self._reader.start()
 
@@ -74,19 +73,16 @@ class _Pool:
         with self._done:
             known = {*self._queue, *self._in_helper}
             self._queue.extend(r for r in requests if r not in known and r not in _CACHE)
-            while not self._dead and len(self._in_helper) < _AHEAD and self._queue:
-                self._hand_over()
+            self._top_up()
 
-    def _hand_over(self) -> None:  # with self._done held
-        if self._dead:
-            return
+    def _top_up(self) -> None:  # with self._done held: keep the helper _AHEAD keys ahead
         try:
-            if self._queue:
+            while not self._dead and self._queue and len(self._in_helper) < _AHEAD:
                 seed, bits = request = self._queue.popleft()
                 self._in_helper.append(request)
                 self._to_helper.write(f"{bits} {seed.hex()}\n".encode())
                 self._to_helper.flush()
-            elif not self._in_helper:
+            if not self._dead and not self._queue and not self._in_helper:
                 self._to_helper.close()  # nothing left: the helper exits
         except (OSError, ValueError):
             self._fail()
@@ -111,11 +107,10 @@ class _Pool:
                     break
                 _CACHE[request] = key
                 self._in_helper.popleft()
-                self._hand_over()
+                self._top_up()
                 self._done.notify_all()
         with self._done:
-            if self._in_helper or not self._dead:
-                self._fail()
+            self._fail()  # its output ended: whatever it still held is derived here
 
     def take(self) -> Request | None:
         """The next key for this process to derive: from the back of the queue."""
