@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gmpy2
 import pytest
 from conftest import SEED, openssl
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pki import KeyType, PkiError
+from pki import KeyType, PkiError, detkeygen
 from pki.derive import derive_key, det_keygen_seed
 from pki.detkeygen import ec_p256_key, rsa_key
 
@@ -29,10 +31,10 @@ def _der(key: object) -> bytes:
                              serialization.NoEncryption())
 
 
-_DERIVED: dict[tuple[bytes, int], object] = {}
+_DERIVED: dict[tuple[bytes, int], rsa.RSAPrivateKey] = {}
 
 
-def _rsa_key(seed: bytes, bits: int) -> object:
+def _rsa_key(seed: bytes, bits: int) -> rsa.RSAPrivateKey:
     """det-keygen's RSA key, derived once per process: the vector tests derive every vector, and the
     CLI tests below print three of them again (~1.2 s of CPU, the RSA-4096 one most)."""
     if (seed, bits) not in _DERIVED:
@@ -131,3 +133,16 @@ def test_rsa_sizes_outside_the_spec_are_refused() -> None:
         rsa_key(bytes(16), 1024)
     with pytest.raises(PkiError, match="at least 16 bytes"):
         ec_p256_key(bytes(15))
+
+
+def test_the_primality_test_is_bpsw_not_one_miller_rabin_round() -> None:
+    """3825123056546413051 = 149491 * 747451 * 34233211 passes strong tests to every prime base up
+    to 23 and has no factor trial division finds: only the Lucas half of BPSW rejects it. The
+    primes of a vector key pass, in either order of the CRT parameters."""
+    pseudoprime = 3825123056546413051
+    assert gmpy2.is_strong_prp(pseudoprime, 2)
+    assert not detkeygen._bpsw(gmpy2.mpz(pseudoprime))
+    (vector, *_) = [v for v in RSA if v["bits"] == 2048]
+    key = _rsa_key(base64.b64decode(str(vector["seed"])), 2048).private_numbers()
+    assert detkeygen._bpsw(gmpy2.mpz(key.p)) and detkeygen._bpsw(gmpy2.mpz(key.q))
+    assert not detkeygen._bpsw(gmpy2.mpz(key.p * key.q))
