@@ -114,6 +114,10 @@ class Seed:
     def __repr__(self) -> str:
         return "Seed(<secret>)"
 
+    def secret_hex(self) -> str:
+        """The seed itself: only for a helper process's stdin pipe (pki.issuing)."""
+        return self._secret.hex()
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Seed) and hmac.compare_digest(self._secret, other._secret)
 

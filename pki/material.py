@@ -10,7 +10,7 @@ from functools import cached_property
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from pki import keypool
+from pki import issuing, keypool, sharedqueue
 from pki.authority import CertificateAuthority, ca_label
 from pki.derive import KeyType, Seed, rsa_request
 from pki.errors import PkiError
@@ -85,14 +85,26 @@ def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
     return requests
 
 
+def _active_clients(spec: PkiSpec) -> list[ClientSpec]:
+    """The clients the current CA serves (never the revoked)."""
+    revoked = {r.name for r in spec.revocations}
+    return [c for c in spec.clients if c.name not in revoked]
+
+
 def start_deriving(seed: Seed, spec: PkiSpec) -> None:
-    """Begin deriving the spec's RSA keys on a second core and return at once, for a caller with
-    other start-up work to do first; `build_material` finishes the job (`stop_deriving` drops it)."""
+    """Begin deriving the spec's RSA keys and issuing its EC and CSR clients on a second core, and
+    return at once, for a caller with other start-up work to do first; `build_material` finishes
+    the job (`stop_deriving` drops it)."""
     keypool.start(rsa_requests(seed, spec))
+    definition = issuing.CaDefinition(spec.subject, spec.ca_validity, spec.ca_generation,
+                                      tuple(r.name for r in spec.revocations), spec.ca_key_type)
+    issuing.start(seed, definition, _active_clients(spec))
+    sharedqueue.release_spare()  # a helper started ahead of need that neither took
 
 
 def stop_deriving() -> None:
     keypool.cancel()
+    issuing.cancel()
 
 
 def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
@@ -119,5 +131,5 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
         op = spec.server.operator
         server = load_operator_certificate(op.chain_pem, op.key_pem, passphrase=op.passphrase,
                                            domains=list(spec.server.names), today=today)
-    clients = {c.name: ca.issue_client(c) for c in spec.clients if c.name not in revoked}
+    clients = issuing.issue_clients(ca, _active_clients(spec))
     return PkiMaterial(ca, server, spec.server.operator is None, clients, revoked, crls, retired)

@@ -25,6 +25,7 @@ from pki import (
     Subject,
     Validity,
     build_material,
+    issuing,
     keypool,
     pkcs12_bytes,
 )
@@ -158,6 +159,22 @@ def _session_rsa_keys(tmp_path_factory: pytest.TempPathFactory, pytestconfig: py
         patch.setattr(keypool, "prefetch", prefetch)
         patch.setattr(keypool, "start", start)
         yield
+
+
+# pki.issuing's helper process derives its CA key afresh (~0.3 s of CPU with its start-up) for every
+# plan with 16+ EC or CSR clients: off by default here, on for the tests about it (`issuing_helper`).
+# Whoever issues, the certificates are the same (tests/test_issuing.py).
+_REAL_ISSUING_START = issuing.start
+
+
+@pytest.fixture(autouse=True)
+def _no_issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(issuing, "start", lambda *args, **kwargs: None)
+
+
+@pytest.fixture
+def issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(issuing, "start", _REAL_ISSUING_START)
 
 
 @pytest.fixture

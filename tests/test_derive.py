@@ -109,10 +109,10 @@ def test_ca_generation_rotates_everything() -> None:
 
 @pytest.mark.usefixtures("own_rsa_keys")
 def test_keys_from_the_helper_process_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Plans stay byte-identical whether keys were derived here or by pki.keyworker."""
+    """Plans stay byte-identical whether keys were derived here or by pki.worker."""
     from conftest import client, spec
 
-    from pki import Revocation, keypool
+    from pki import Revocation, keypool, sharedqueue
 
     def pems() -> str:
         keypool._CACHE.clear()
@@ -125,7 +125,7 @@ def test_keys_from_the_helper_process_are_the_same(monkeypatch: pytest.MonkeyPat
     alone = pems()
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
     calls = []
-    real = keypool.subprocess.Popen
-    monkeypatch.setattr(keypool.subprocess, "Popen", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = sharedqueue.subprocess.Popen
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", lambda *a, **k: calls.append(a) or real(*a, **k))
     assert pems() == alone
     assert calls, "the helper process was not used"

@@ -103,7 +103,7 @@ def test_the_key_helper_process_gets_no_seed_in_its_environment(monkeypatch: pyt
     """Plans with many RSA keys derive half of them in a helper process: it must not inherit PKI_SEED."""
     import subprocess
 
-    from pki import keypool
+    from pki import keypool, sharedqueue
 
     monkeypatch.setenv("PKI_SEED", TEST_SEED)
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
@@ -114,7 +114,7 @@ def test_the_key_helper_process_gets_no_seed_in_its_environment(monkeypatch: pyt
         seen.append(dict(kwargs.get("env") or os.environ))
         return real_popen(*args, **kwargs)
 
-    monkeypatch.setattr(keypool.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", recording_popen)
     seeds = [bytes([i]) * 16 + os.urandom(16) for i in range(keypool.MIN_PARALLEL)]
     keypool.prefetch((seed, 2048) for seed in seeds)
     assert len(seen) == 1, "the helper process did not start"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pki import detkeygen, keypool
+from pki import detkeygen, keypool, sharedqueue
 
 REQUESTS = [(hashlib.sha256(b"keypool test %d" % i).digest(), 2048) for i in range(keypool.MIN_PARALLEL)]
 
@@ -49,10 +49,10 @@ def _helper_script(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
     real = subprocess.Popen
 
     def popen(args: list[str], **kwargs: Any) -> Any:
-        assert args[1:] == ["-m", "pki.keyworker"]
+        assert args[1:] == ["-m", "pki.worker"]
         return real([sys.executable, "-c", script], **kwargs)
 
-    monkeypatch.setattr(keypool.subprocess, "Popen", popen)
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
 
 
 def _check(expected: dict[tuple[bytes, int], bytes]) -> None:
@@ -82,15 +82,16 @@ def test_a_head_start_is_finished_by_prefetch(monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize("script", [
     # exits after delivering one real key
-    "import sys\nfrom pki import keyworker, detkeygen\nfrom cryptography.hazmat.primitives import serialization as s\n"
+    "import sys\nfrom pki import detkeygen\nfrom cryptography.hazmat.primitives import serialization as s\n"
+    "assert sys.stdin.readline() == 'keys\\n'\n"
     "bits, seed = sys.stdin.readline().split()\n"
     "k = detkeygen.rsa_key(bytes.fromhex(seed), int(bits))\n"
     "print(k.private_bytes(s.Encoding.DER, s.PrivateFormat.PKCS8, s.NoEncryption()).hex(), flush=True)",
     # answers garbage
-    "import sys\nsys.stdin.readline()\nprint('zz', flush=True)",
+    "import sys\nsys.stdin.readline()\nsys.stdin.readline()\nprint('zz', flush=True)",
     # a key of the wrong size
     "import sys\nfrom cryptography.hazmat.primitives.asymmetric import rsa\n"
-    "from cryptography.hazmat.primitives import serialization as s\nsys.stdin.readline()\n"
+    "from cryptography.hazmat.primitives import serialization as s\nsys.stdin.readline()\nsys.stdin.readline()\n"
     "k = rsa.generate_private_key(65537, 1024)\n"
     "print(k.private_bytes(s.Encoding.DER, s.PrivateFormat.PKCS8, s.NoEncryption()).hex(), flush=True)",
     # dies at once
@@ -111,7 +112,7 @@ def test_cancel_stops_the_helper(monkeypatch: pytest.MonkeyPatch, expected: dict
         started.append(real(*args, **kwargs))
         return started[-1]
 
-    monkeypatch.setattr(keypool.subprocess, "Popen", popen)
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
     keypool.start(REQUESTS)
     keypool.cancel()
     assert len(started) == 1

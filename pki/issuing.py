@@ -1,0 +1,151 @@
+"""Client certificates issued on two cores when a plan has many that derive no RSA key.
+
+Each client certificate costs one RSA signature by the CA (~1 ms here; CLB takes only RSA CAs) and
+cryptography holds the GIL while signing, so threads would not help. A helper process
+(`python -m pki.worker`) builds the same CA and issues from the front of a shared queue while
+this process issues from the back (pki.sharedqueue). Started early (the offline tools start it
+while Pulumi imports), it has usually finished before the program asks.
+
+Only clients with an EC key or a CSR go to the helper: an RSA client's key comes from pki.keypool.
+The helper needs the stack seed (client keys and serials are derived from it): it arrives on the
+helper's stdin, never in its environment or command line, and the helper writes only to this
+process's pipe. Its first answer is its CA certificate's fingerprint (and the CA key, which this
+process then need not derive); its certificates are used only when that fingerprint is the one of
+the CA this process built, so plans stay byte-identical whoever issued what.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+from pki.authority import CertificateAuthority
+from pki.derive import KeyType, Seed
+from pki.issued import Issued
+from pki.model import ClientSpec, Subject, Validity
+from pki.sharedqueue import SharedQueue, helper_workers, spawn
+
+MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start; a client ~1.5 ms
+_AHEAD: Final = 16  # jobs handed over before it asks: it never waits on this process's GIL
+
+
+@dataclass(frozen=True)
+class CaDefinition:
+    """What builds a CA epoch (pki.revocation.certificate_authority's arguments)."""
+
+    subject: Subject
+    validity: Validity
+    generation: int
+    revoked: tuple[str, ...]
+    key_type: KeyType
+
+
+def offloaded(client: ClientSpec) -> bool:
+    """Whether the helper may issue this client: it derives no RSA key (EC key, or a CSR)."""
+    return client.csr_pem is not None or not client.key_type.is_rsa
+
+
+@dataclass(eq=False)
+class _Issuing:
+    queue: SharedQueue[ClientSpec, Issued] | None = None
+    ca_fingerprint: str | None = None  # the helper's CA, once it said
+    from_helper: dict[ClientSpec, Issued] = field(default_factory=dict)
+
+    def check_preamble(self, line: str) -> bool:
+        """The helper's CA certificate's fingerprint (SHA-256 hex)."""
+        if len(line) != 64 or line.strip("0123456789abcdef"):
+            return False
+        self.ca_fingerprint = line
+        return True
+
+
+# The helper's requests, as JSON: plain values only, nothing it would have to trust.
+def _validity(v: Validity) -> dict[str, Any]:
+    return {"issued": v.issued.isoformat(), "days": v.days}
+
+
+def _validity_from(d: dict[str, Any]) -> Validity:
+    return Validity(dt.date.fromisoformat(d["issued"]), int(d["days"]))
+
+
+def encode_client(client: ClientSpec) -> str:
+    return json.dumps({**asdict(client), "validity": _validity(client.validity), "key_type": client.key_type.value})
+
+
+def decode_client(line: str) -> ClientSpec:
+    d = json.loads(line)
+    return ClientSpec(d["name"], _validity_from(d["validity"]), d["email"], KeyType(d["key_type"]),
+                      int(d["generation"]), d["csr_pem"])
+
+
+def encode_context(seed: Seed, ca: CaDefinition) -> str:
+    return json.dumps({"seed": seed.secret_hex(), "subject": asdict(ca.subject), "validity": _validity(ca.validity),
+                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value})
+
+
+def decode_context(line: str) -> tuple[Seed, CaDefinition]:
+    d = json.loads(line)
+    return Seed(bytes.fromhex(d["seed"])), CaDefinition(Subject(**d["subject"]), _validity_from(d["validity"]),
+                                                        int(d["generation"]), tuple(d["revoked"]),
+                                                        KeyType(d["key_type"]))
+
+
+def _decode(line: str, client: ClientSpec) -> Issued | None:
+    cert_hex, key_hex = line.split()
+    certificate = x509.load_der_x509_certificate(bytes.fromhex(cert_hex))
+    if client.csr_pem is not None:
+        return Issued(certificate, None) if key_hex == "-" else None
+    key = load_der_private_key(bytes.fromhex(key_hex), None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != certificate.public_key():
+        return None
+    return Issued(certificate, key)
+
+
+_started: _Issuing | None = None
+
+
+def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec]) -> None:
+    """Begin issuing these clients in the helper process, without waiting (see `issue_clients`)."""
+    global _started
+    todo = [c for c in clients if offloaded(c)]
+    if _started is not None or len(todo) < MIN_PARALLEL or helper_workers() < 2:
+        return
+    helper = spawn()
+    if helper is None:
+        return
+    state = _Issuing()
+    state.queue = SharedQueue(helper, todo, results=state.from_helper, encode=encode_client, decode=_decode,
+                              ahead=_AHEAD, preamble=(f"issue {encode_context(seed, ca)}",
+                                                      state.check_preamble))
+    _started = state
+
+
+def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[str, Issued]:
+    """Every client's certificate from this CA, in order: the helper's where it issued them for
+    this very CA, this process's for the rest."""
+    global _started
+    state, _started = _started, None
+    mine: dict[ClientSpec, Issued] = {}
+    if state is not None and state.queue is not None:
+        try:
+            state.queue.add(c for c in clients if offloaded(c))
+            state.queue.finish(lambda c: mine.setdefault(c, ca.issue_client(c)))
+        finally:
+            state.queue.close(kill=True)  # already done, unless issuing here raised (a client's bad lifetime)
+        if state.ca_fingerprint == ca.issued.fingerprint:
+            mine.update((c, issued) for c, issued in state.from_helper.items() if c not in mine)
+    return {c.name: mine.get(c) or ca.issue_client(c) for c in clients}
+
+
+def cancel() -> None:
+    """Stop a `start()` nobody will finish (e.g. the plan failed before it needed the clients)."""
+    global _started
+    state, _started = _started, None
+    if state is not None and state.queue is not None:
+        state.queue.close(kill=True)

@@ -1,0 +1,189 @@
+"""Independent jobs shared between this process and one helper process, from both ends of a queue.
+
+The helper is fed from the front, a few jobs ahead, while this process takes jobs from the back, so
+neither core idles whatever the machine's load or however the jobs' costs vary. Results are the
+same whichever process made them (the helper runs this package's own code), so plans stay
+byte-identical. A helper that fails in any way (dies, answers garbage, stops early) only costs
+time: whatever it held goes back to the queue, and this process does it.
+
+The helper speaks lines: a first line that tells it its job, then one request line per job; it may
+answer one line first (e.g. what it will work with), then one result line per job, in order.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from pathlib import Path
+from typing import IO, Final, Generic, TypeVar
+
+R = TypeVar("R", bound=Hashable)  # a request: what one job is asked to do
+T = TypeVar("T")  # its result
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def helper_workers() -> int:
+    """How many processes may work (SLB_MTLS_PKI_WORKERS=1 turns helpers off)."""
+    configured = os.environ.get("SLB_MTLS_PKI_WORKERS", "")
+    if configured.isdigit():
+        return max(1, int(configured))
+    return min(2, os.cpu_count() or 1)
+
+
+HELPER: Final = "pki.worker"
+_spare: subprocess.Popen[bytes] | None = None
+
+
+def prespawn() -> None:
+    """Start a helper now, ahead of need: it loads its modules (~0.3 s) while the caller loads its
+    own. The first `spawn()` takes it; `release_spare()` (or the caller's exit) ends it otherwise."""
+    global _spare
+    if _spare is None and helper_workers() >= 2:
+        _spare = _start("--preload")
+        atexit.register(release_spare)
+
+
+def release_spare() -> None:
+    """End a prespawned helper nobody took."""
+    global _spare
+    helper, _spare = _spare, None
+    if helper is not None:
+        helper.kill()
+        helper.wait()
+
+
+def spawn() -> subprocess.Popen[bytes] | None:
+    """A helper: the prespawned one if it is still there, else a new one."""
+    global _spare
+    helper, _spare = _spare, None
+    if helper is not None and helper.poll() is None:
+        return helper
+    if helper is not None:
+        helper.wait()
+    return _start()
+
+
+def _start(*options: str) -> subprocess.Popen[bytes] | None:
+    """`python -m pki.worker` with pipes and only what it needs to start: never the caller's
+    environment, which may hold PKI_SEED (what a helper needs arrives on its stdin)."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(PACKAGE_ROOT)}
+    try:
+        return subprocess.Popen([sys.executable, "-m", HELPER, *options], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=env)
+    except OSError:
+        return None
+
+
+class SharedQueue(Generic[R, T]):
+    """One helper process and the queue it shares with this process."""
+
+    def __init__(self, helper: subprocess.Popen[bytes], todo: Iterable[R], *, results: dict[R, T],
+                 encode: Callable[[R], str], decode: Callable[[str, R], T | None], ahead: int = 2,
+                 preamble: tuple[str, Callable[[str], bool] | None] = ("", None)) -> None:
+        """`decode` turns a result line into a result, or None for one that is not acceptable;
+        `preamble` is the line that tells the helper its job, and the check of its first answer
+        (None: it answers requests only)."""
+        assert helper.stdin is not None
+        assert helper.stdout is not None
+        self._helper, self._to_helper = helper, helper.stdin
+        self._results, self._encode, self._decode, self._ahead = results, encode, decode, ahead
+        self._queue: deque[R] = deque(todo)  # nobody has started these
+        self._in_helper: deque[R] = deque()  # handed over, in order, not back yet
+        self._done = threading.Condition()
+        self._dead = False
+        with self._done:
+            self._send(preamble[0])
+            self._top_up()
+        self._reader = threading.Thread(target=self._read, args=(helper.stdout, preamble[1]), daemon=True)
+        self._reader.start()
+
+    def add(self, requests: Iterable[R]) -> None:
+        with self._done:
+            known = {*self._queue, *self._in_helper}
+            self._queue.extend(r for r in requests if r not in known and r not in self._results)
+            self._top_up()
+
+    def _send(self, line: str) -> None:  # with self._done held
+        try:
+            self._to_helper.write(f"{line}\n".encode())
+            self._to_helper.flush()
+        except (OSError, ValueError):
+            self._fail()
+
+    def _top_up(self) -> None:  # with self._done held: keep the helper `ahead` jobs ahead
+        while not self._dead and self._queue and len(self._in_helper) < self._ahead:
+            request = self._queue.popleft()
+            self._in_helper.append(request)
+            self._send(self._encode(request))
+        if not self._dead and not self._queue and not self._in_helper:
+            with contextlib.suppress(OSError, ValueError):
+                self._to_helper.close()  # nothing left: the helper exits
+
+    def _fail(self) -> None:  # with self._done held: what the helper held goes back to the queue
+        self._dead = True
+        self._queue.extendleft(reversed(self._in_helper))
+        self._in_helper.clear()
+        self._done.notify_all()
+
+    def _read(self, answers: IO[bytes], check_preamble: Callable[[str], bool] | None) -> None:
+        lines = (line.decode(errors="replace").strip() for line in answers)
+        with contextlib.suppress(ValueError):
+            if check_preamble is None or check_preamble(next(lines, "")):
+                for line in lines:
+                    with self._done:
+                        if not self._in_helper:
+                            break
+                        request = self._in_helper[0]
+                    result = self._decode(line, request)  # outside the lock: it may take a while
+                    with self._done:
+                        if result is None or self._dead:
+                            break
+                        self._results[request] = result
+                        self._in_helper.popleft()
+                        self._top_up()
+                        self._done.notify_all()
+        with self._done:
+            self._fail()  # its output ended: whatever it still held is done here
+
+    def take(self) -> R | None:
+        """The next job for this process: from the back of the queue."""
+        with self._done:
+            return self._queue.pop() if self._queue else None
+
+    def wait_for(self, request: R) -> T | None:
+        """The result if the helper is working on it; None if it is not (or fails), and then the
+        helper will not be handed it: the caller does it."""
+        with self._done:
+            while request in self._in_helper and not self._dead:
+                self._done.wait()
+            if request in self._queue:
+                self._queue.remove(request)
+            return self._results.get(request)
+
+    def finish(self, do_here: Callable[[R], object]) -> None:
+        """Do jobs from the back until the queue is empty, then wait for the helper's last ones."""
+        while (request := self.take()) is not None:
+            do_here(request)
+        with self._done:
+            while self._in_helper and not self._dead:
+                self._done.wait()
+        self.close()
+
+    def close(self, *, kill: bool = False) -> None:
+        with self._done:
+            self._queue.clear()
+            self._dead = True
+            self._in_helper.clear()
+            with contextlib.suppress(OSError):
+                self._to_helper.close()
+        if kill:
+            self._helper.kill()
+        self._helper.wait()
+        self._reader.join()

@@ -1,0 +1,206 @@
+"""pki.issuing: client certificates issued from both ends of one queue, by this process and a helper
+process (`python -m pki.worker`). Whoever issues and whatever the helper does (dies, answers
+garbage, builds another CA), the certificates are the ones this process would have made."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import SEED, TODAY, client, spec
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from pki import (
+    KeyType,
+    PkiError,
+    PkiMaterial,
+    PkiSpec,
+    Revocation,
+    build_material,
+    issuing,
+    sharedqueue,
+    start_deriving,
+)
+
+pytestmark = pytest.mark.usefixtures("issuing_helper")
+
+
+def _csr(name: str) -> str:
+    key = ec.derive_private_key(1000 + len(name), ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# 20 EC clients, 2 from CSRs, 2 RSA (never offloaded), one revoked: a CA of epoch 1, not 0
+SPEC: PkiSpec = spec(
+    (Revocation("ec-03"),),
+    clients=(*(client(f"ec-{i:02d}", key_type=KeyType.EC_P256) for i in range(20)),
+             client("csr-a", csr_pem=_csr("csr-a")), client("csr-b", csr_pem=_csr("csr-b")),
+             client("rsa-a"), client("rsa-b", email="b@example.com")),
+)
+
+
+def _rendered(material: PkiMaterial) -> list[str]:
+    return [material.ca.issued.certificate_pem, material.crl_pem,
+            *(name + c.certificate_pem + (c.private_key_pem() if c.private_key else "")
+              for name, c in material.clients.items())]
+
+
+@pytest.fixture(scope="module")
+def alone() -> list[str]:
+    """Everything issued in this process only."""
+    os.environ["SLB_MTLS_PKI_WORKERS"] = "1"
+    try:
+        return _rendered(build_material(SEED, SPEC, today=TODAY))
+    finally:
+        del os.environ["SLB_MTLS_PKI_WORKERS"]
+
+
+@pytest.fixture(autouse=True)
+def _two_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
+    yield
+    issuing.cancel()
+    sharedqueue.release_spare()
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many certificates the helper's queue delivered, per plan."""
+    delivered: list[int] = []
+    real = issuing.issue_clients
+
+    def spying(ca: Any, clients: Any) -> Any:
+        state = issuing._started
+        result = real(ca, clients)
+        delivered.append(len(state.from_helper) if state else 0)
+        return result
+
+    monkeypatch.setattr(issuing, "issue_clients", spying)
+    return delivered
+
+
+def test_the_helper_issues_and_the_certificates_are_the_same(monkeypatch: pytest.MonkeyPatch,
+                                                            alone: list[str]) -> None:
+    delivered = _spy(monkeypatch)
+    start_deriving(SEED, SPEC)
+    assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
+    assert delivered and delivered[0] > 0, "the helper issued nothing"
+
+
+def _helper_script(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    real = subprocess.Popen
+
+    def popen(args: list[str], **kwargs: Any) -> Any:
+        assert args[1:] == ["-m", "pki.worker"]
+        return real([sys.executable, "-c", script], **kwargs)
+
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
+
+
+_WORKER = "import sys\nfrom pki import worker\n"
+
+
+@pytest.mark.parametrize("script", [
+    # issues five, then exits
+    _WORKER + "mode, _, context = sys.stdin.readline().partition(' ')\n"
+    "lines = iter(sys.stdin)\n"
+    "worker.issue_clients(context, [next(lines) for _ in range(5)], sys.stdout)",
+    # answers garbage after a good preamble
+    _WORKER + "import io\nmode, _, context = sys.stdin.readline().partition(' ')\n"
+    "worker.issue_clients(context, [], sys.stdout)\nprint('zz zz', flush=True)",
+    # builds another CA (a different generation): its certificates must not be used
+    _WORKER + "import json\nmode, _, context = sys.stdin.readline().partition(' ')\n"
+    "d = json.loads(context)\nd['generation'] += 1\n"
+    "worker.issue_clients(json.dumps(d), sys.stdin, sys.stdout)",
+    # dies at once
+    "raise SystemExit(3)",
+], ids=["exits-after-five", "garbage", "another-ca", "dies"])
+def test_a_failing_helper_costs_time_never_certificates(monkeypatch: pytest.MonkeyPatch, script: str,
+                                                       alone: list[str]) -> None:
+    _helper_script(monkeypatch, script)
+    start_deriving(SEED, SPEC)
+    assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
+
+
+def test_a_head_start_for_another_ca_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The program's CA differs from the head start's (e.g. the config changed in between)."""
+    delivered = _spy(monkeypatch)
+    start_deriving(SEED, SPEC)
+    other = dataclasses.replace(SPEC, ca_generation=2)
+    material = build_material(SEED, other, today=TODAY)
+    for issued in material.clients.values():
+        assert issued.certificate.issuer == material.ca.certificate.subject
+        issued.certificate.verify_directly_issued_by(material.ca.certificate)
+    assert delivered == [0] or all(c in {*SPEC.clients} for c in other.clients)
+
+
+def test_the_helper_gets_the_seed_on_its_stdin_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    real = subprocess.Popen
+
+    def recording(args: list[str], **kwargs: Any) -> Any:
+        seen.append((args, dict(kwargs.get("env") or os.environ)))
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", recording)
+    monkeypatch.setenv("PKI_SEED", SEED.secret_hex())
+    start_deriving(SEED, SPEC)
+    build_material(SEED, SPEC, today=TODAY)
+    assert seen, "no helper started"
+    for args, env in seen:
+        assert SEED.secret_hex() not in " ".join([*args, *env.values()])
+        assert set(env) <= {"PATH", "PYTHONPATH"}
+
+
+def test_a_spare_helper_nobody_takes_is_ended() -> None:
+    sharedqueue.prespawn()
+    spare = sharedqueue._spare
+    assert spare is not None
+    sharedqueue.release_spare()
+    assert spare.poll() is not None
+
+
+def test_a_small_plan_starts_no_issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+    monkeypatch.setattr(sharedqueue, "_start", lambda *options: started.append(1))
+    start_deriving(SEED, spec())  # one EC client
+    issuing.cancel()
+    assert not started
+
+
+def test_importing_the_queue_loads_no_heavy_module() -> None:
+    """`python -m slbmtls plan` starts its helper before it imports cryptography, pydantic or Pulumi."""
+    code = ("import sys, pki.sharedqueue\n"
+            "print(sorted(m for m in ('cryptography', 'pydantic', 'pulumi', 'gmpy2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(sharedqueue.PACKAGE_ROOT)})
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_refused_client_ends_the_helper_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client outside its CA's lifetime is refused by this process's own issuing; the helper,
+    which refused it first, is not left behind."""
+    started: list[subprocess.Popen[bytes]] = []
+    real = subprocess.Popen
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", recording)
+    too_long = client("ec-too-long", key_type=KeyType.EC_P256, validity=dataclasses.replace(
+        SPEC.ca_validity, days=SPEC.ca_validity.days + 1))
+    bad = dataclasses.replace(SPEC, clients=(*SPEC.clients, too_long))
+    start_deriving(SEED, bad)
+    with pytest.raises(PkiError, match="ec-too-long"):
+        build_material(SEED, bad, today=TODAY)
+    assert started and all(p.poll() is not None for p in started)
