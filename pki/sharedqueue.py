@@ -86,14 +86,16 @@ class SharedQueue(Generic[R, T]):
 
     def __init__(self, helper: subprocess.Popen[bytes], todo: Iterable[R], *, results: dict[R, T],
                  encode: Callable[[R], str], decode: Callable[[str, R], T | None], ahead: int = 2,
-                 preamble: tuple[str, Callable[[str], bool] | None] = ("", None)) -> None:
+                 batch: int = 1, preamble: tuple[str, Callable[[str], bool] | None] = ("", None)) -> None:
         """`decode` turns a result line into a result, or None for one that is not acceptable;
         `preamble` is the line that tells the helper its job, and the check of its first answer
-        (None: it answers requests only)."""
+        (None: it answers requests only); requests go out `batch` at a time (a helper that answers
+        in batches too keeps this process's reader thread from waking for every answer)."""
         assert helper.stdin is not None
         assert helper.stdout is not None
         self._helper, self._to_helper = helper, helper.stdin
-        self._results, self._encode, self._decode, self._ahead = results, encode, decode, ahead
+        self._results, self._encode, self._decode = results, encode, decode
+        self._ahead, self._batch = ahead, min(batch, ahead)
         self._queue: deque[R] = deque(todo)  # nobody has started these
         self._in_helper: deque[R] = deque()  # handed over, in order, not back yet
         self._done = threading.Condition()
@@ -117,11 +119,17 @@ class SharedQueue(Generic[R, T]):
         except (OSError, ValueError):
             self._fail()
 
-    def _top_up(self) -> None:  # with self._done held: keep the helper `ahead` jobs ahead
-        while not self._dead and self._queue and len(self._in_helper) < self._ahead:
-            request = self._queue.popleft()
-            self._in_helper.append(request)
-            self._send(self._encode(request))
+    def _top_up(self) -> None:  # with self._done held: keep the helper up to `ahead` jobs ahead
+        # In batches, one write each: every write lets this process's other thread take the GIL
+        # back, and the reader thread then waits its turn (~5 ms) before it handles the next answer.
+        if not self._dead and len(self._in_helper) <= self._ahead - self._batch:
+            lines = []
+            while self._queue and len(self._in_helper) < self._ahead:
+                request = self._queue.popleft()
+                self._in_helper.append(request)
+                lines.append(self._encode(request))
+            if lines:
+                self._send("\n".join(lines))
         if not self._dead and not self._queue and not self._in_helper:
             with contextlib.suppress(OSError, ValueError):
                 self._to_helper.close()  # nothing left: the helper exits

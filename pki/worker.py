@@ -17,8 +17,10 @@ does whatever it did not deliver.
 from __future__ import annotations
 
 import importlib
+import os
+import select
 import sys
-from typing import TextIO
+from collections.abc import Iterator
 
 from cryptography.hazmat.primitives import serialization
 
@@ -33,39 +35,72 @@ def _pkcs8(key: PrivateKey) -> str:
                              serialization.NoEncryption()).hex()
 
 
-def _answer(out: TextIO, line: str) -> None:
-    out.write(line + "\n")
-    out.flush()
+class _Channel:
+    """Request lines in (stdin), answer lines out (stdout). Answers leave `every` at a time, and
+    always before the helper waits for input (its parent may be waiting for them to send more):
+    its parent's reader thread then wakes once per batch, not for every answer."""
+
+    def __init__(self) -> None:
+        self.every = 1
+        self._buffer = b""
+        self._pending: list[str] = []
+
+    def requests(self) -> Iterator[str]:
+        while True:
+            while b"\n" not in self._buffer:
+                if not select.select([sys.stdin], [], [], 0)[0]:
+                    self.flush()  # about to wait
+                chunk = os.read(sys.stdin.fileno(), 1 << 16)
+                if not chunk:
+                    self.flush()
+                    return
+                self._buffer += chunk
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            yield line.decode()
+
+    def answer(self, line: str) -> None:
+        self._pending.append(line)
+        if len(self._pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            sys.stdout.buffer.write("".join(f"{line}\n" for line in self._pending).encode())
+            sys.stdout.buffer.flush()
+            self._pending.clear()
 
 
-def derive_keys(requests: TextIO, out: TextIO) -> None:
+def derive_keys(channel: _Channel, requests: Iterator[str]) -> None:
     for line in requests:
         bits, seed = line.split()
-        _answer(out, _pkcs8(detkeygen.rsa_key(bytes.fromhex(seed), int(bits))))
+        channel.answer(_pkcs8(detkeygen.rsa_key(bytes.fromhex(seed), int(bits))))
 
 
-def issue_clients(context: str, requests: TextIO, out: TextIO) -> None:
+def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> None:
     from pki.issuing import decode_client, decode_context  # see _ISSUING_MODULES
     from pki.revocation import certificate_authority
 
     seed, ca = decode_context(context)
     authority = certificate_authority(seed, ca.subject, ca.validity, ca.generation, ca.revoked, ca.key_type)
-    _answer(out, authority.issued.fingerprint)
+    channel.answer(authority.issued.fingerprint)
+    channel.every = 16  # ~20 ms of work per batch
     for line in requests:
         issued = authority.issue_client(decode_client(line))
         der = issued.certificate.public_bytes(serialization.Encoding.DER).hex()
-        _answer(out, f"{der} {_pkcs8(issued.private_key) if issued.private_key is not None else '-'}")
+        channel.answer(f"{der} {_pkcs8(issued.private_key) if issued.private_key is not None else '-'}")
 
 
 def main() -> None:
     if "--preload" in sys.argv[1:]:
         for module in _ISSUING_MODULES:
             importlib.import_module(module)
-    mode, _, context = sys.stdin.readline().strip().partition(" ")
+    channel = _Channel()
+    requests = channel.requests()
+    mode, _, context = next(requests, "").partition(" ")
     if mode == "keys":
-        derive_keys(sys.stdin, sys.stdout)
+        derive_keys(channel, requests)
     elif mode == "issue":
-        issue_clients(context, sys.stdin, sys.stdout)
+        issue_clients(context, channel, requests)
     # anything else, or no line at all (started ahead of need, and not needed): nothing to do
 
 

@@ -106,29 +106,29 @@ def _helper_script(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
     monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
 
 
-_WORKER = "import sys\nfrom pki import worker\n"
+_WORKER = ("import itertools, json, sys\nfrom pki import worker\n"
+           "channel = worker._Channel()\nrequests = channel.requests()\n"
+           "mode, _, context = next(requests).partition(' ')\n")
 
 
-@pytest.mark.parametrize("script", [
+@pytest.mark.parametrize(("script", "delivered"), [
     # issues five, then exits
-    _WORKER + "mode, _, context = sys.stdin.readline().partition(' ')\n"
-    "lines = iter(sys.stdin)\n"
-    "worker.issue_clients(context, [next(lines) for _ in range(5)], sys.stdout)",
-    # answers garbage after a good preamble
-    _WORKER + "import io\nmode, _, context = sys.stdin.readline().partition(' ')\n"
-    "worker.issue_clients(context, [], sys.stdout)\nprint('zz zz', flush=True)",
-    # builds another CA (a different generation): its certificates must not be used
-    _WORKER + "import json\nmode, _, context = sys.stdin.readline().partition(' ')\n"
-    "d = json.loads(context)\nd['generation'] += 1\n"
-    "worker.issue_clients(json.dumps(d), sys.stdin, sys.stdout)",
+    (_WORKER + "worker.issue_clients(context, channel, itertools.islice(requests, 5))\nchannel.flush()", 5),
+    # answers garbage after a good first answer
+    (_WORKER + "worker.issue_clients(context, channel, iter(()))\nchannel.answer('zz zz')\nchannel.flush()", 0),
+    # builds another CA (a different generation): what it issues is delivered, and not used
+    (_WORKER + "d = json.loads(context)\nd['generation'] += 1\n"
+     "worker.issue_clients(json.dumps(d), channel, requests)", None),
     # dies at once
-    "raise SystemExit(3)",
+    ("raise SystemExit(3)", 0),
 ], ids=["exits-after-five", "garbage", "another-ca", "dies"])
 def test_a_failing_helper_costs_time_never_certificates(monkeypatch: pytest.MonkeyPatch, script: str,
-                                                       alone: list[str]) -> None:
+                                                       delivered: int | None, alone: list[str]) -> None:
     _helper_script(monkeypatch, script)
+    counts = _spy(monkeypatch)
     start_deriving(SEED, SPEC)
     assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
+    assert counts[0] == delivered if delivered is not None else counts[0] > 0
 
 
 def test_a_head_start_for_another_ca_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
