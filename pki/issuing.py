@@ -56,9 +56,9 @@ def offloaded(client: ClientSpec) -> bool:
 
 @dataclass(eq=False)
 class _Issuing:
-    queue: SharedQueue[ClientSpec, Issued] | None = None
+    queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] | None = None
     ca_fingerprint: str | None = None  # the helper's CA, once it said
-    from_helper: dict[ClientSpec, Issued] = field(default_factory=dict)
+    from_helper: dict[ClientSpec, tuple[bytes, bytes | None]] = field(default_factory=dict)  # DER answers
 
     def check_preamble(self, line: str) -> bool:
         """The helper's CA certificate's fingerprint (SHA-256 hex)."""
@@ -99,12 +99,20 @@ def decode_context(line: str) -> tuple[Seed, CaDefinition]:
                                                         KeyType(d["key_type"]))
 
 
-def _decode(line: str, client: ClientSpec) -> Issued | None:
+def _answer(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | None:
+    """The helper's answer, as DER; parsed and checked by `_issued` in the plan's own thread (the
+    reader thread would take the GIL from the plan while it imports Pulumi)."""
     cert_hex, key_hex = line.split()
-    certificate = x509.load_der_x509_certificate(bytes.fromhex(cert_hex))
-    if client.csr_pem is not None:
-        return Issued(certificate, None) if key_hex == "-" else None
-    key = load_der_private_key(bytes.fromhex(key_hex), None)
+    return bytes.fromhex(cert_hex), None if key_hex == "-" else bytes.fromhex(key_hex)
+
+
+def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | None:
+    """A certificate and key as the helper made them, or None if they are not what was asked."""
+    cert_der, key_der = answer
+    certificate = x509.load_der_x509_certificate(cert_der)
+    if client.csr_pem is not None or key_der is None:
+        return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
+    key = load_der_private_key(key_der, None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != certificate.public_key():
         return None
     return Issued(certificate, key)
@@ -123,7 +131,7 @@ def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec]) -> None:
     if helper is None:
         return
     state = _Issuing()
-    state.queue = SharedQueue(helper, todo, results=state.from_helper, encode=encode_client, decode=_decode,
+    state.queue = SharedQueue(helper, todo, results=state.from_helper, encode=encode_client, decode=_answer,
                               ahead=_AHEAD, batch=_BATCH, preamble=(f"issue {encode_context(seed, ca)}",
                                                       state.check_preamble))
     _started = state
@@ -136,13 +144,19 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
     state, _started = _started, None
     mine: dict[ClientSpec, Issued] = {}
     if state is not None and state.queue is not None:
+        queue = state.queue
         try:
-            state.queue.add(c for c in clients if offloaded(c))
-            state.queue.finish(lambda c: mine.setdefault(c, ca.issue_client(c)))
+            queue.add(c for c in clients if offloaded(c))
+            while (client := queue.take()) is not None:  # from the back
+                mine[client] = ca.issue_client(client)
+            # the helper's, parsed as they arrive (its last ones may still be on the way)
+            for client in [c for c in clients if offloaded(c) and c not in mine]:
+                answer = queue.wait_for(client)
+                issued = _issued(answer, client) if answer is not None else None
+                if issued is not None and state.ca_fingerprint == ca.issued.fingerprint:
+                    mine[client] = issued
         finally:
-            state.queue.close(kill=True)  # already done, unless issuing here raised (a client's bad lifetime)
-        if state.ca_fingerprint == ca.issued.fingerprint:
-            mine.update((c, issued) for c, issued in state.from_helper.items() if c not in mine)
+            queue.close(kill=True)  # done with it, also when issuing here raised (a client's bad lifetime)
     return {c.name: mine.get(c) or ca.issue_client(c) for c in clients}
 
 
