@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -147,16 +148,22 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
         queue = state.queue
         try:
             queue.add(c for c in clients if offloaded(c))
-            while (client := queue.take()) is not None:  # from the back
+            while (client := queue.take()) is not None:  # nobody started these: from the back
                 mine[client] = ca.issue_client(client)
-            # the helper's, parsed as they arrive (its last ones may still be on the way)
-            for client in [c for c in clients if offloaded(c) and c not in mine]:
-                answer = queue.wait_for(client)
-                issued = _issued(answer, client) if answer is not None else None
+            # The helper has the rest, front first. Take its answers from the front as they come
+            # and issue from the back here meanwhile: the two meet in the middle, and nothing
+            # waits for the helper's last batch.
+            left = deque(c for c in clients if offloaded(c) and c not in mine)
+            while left:
+                answer = state.from_helper.get(left[0])
+                issued = _issued(answer, left[0]) if answer is not None else None
                 if issued is not None and state.ca_fingerprint == ca.issued.fingerprint:
-                    mine[client] = issued
+                    mine[left.popleft()] = issued
+                else:
+                    client = left.pop()
+                    mine[client] = ca.issue_client(client)
         finally:
-            queue.close(kill=True)  # done with it, also when issuing here raised (a client's bad lifetime)
+            queue.close(kill=True)  # done with it (its answers past the middle are not needed)
     return {c.name: mine.get(c) or ca.issue_client(c) for c in clients}
 
 
