@@ -22,19 +22,29 @@ _E: Final = 65537
 _P256_N: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
-def _primorial(low: int, high: int) -> gmpy2.mpz:
-    product = gmpy2.mpz(1)
-    for p in range(low | 1, high, 2):
-        if gmpy2.is_prime(p):
-            product *= p
-    return product
+def _odd_primes(low: int, high: int) -> list[int]:
+    return [p for p in range(low | 1, high, 2) if gmpy2.is_prime(p)]
 
 
-# Trial division in two GCDs: the odd primes up to 1619 (the spec's bound) reject ~85% of
-# candidates for ~10 us each; the primes up to 2^16 then reject a third of the rest for a fraction
-# of one Miller-Rabin round (~0.3 ms at 1024 bits), which is where the time goes.
-_PRIMORIAL_SMALL: Final = _primorial(3, 1620)
-_PRIMORIAL_LARGE: Final = _primorial(1620, 1 << 16)
+def _products(primes: list[int], bits: int) -> tuple[gmpy2.mpz, ...]:
+    """The primes in order, multiplied into groups below 2^bits."""
+    groups, product = [], 1
+    for p in primes:
+        if product * p >> bits:
+            groups.append(gmpy2.mpz(product))
+            product = 1
+        product *= p
+    return (*groups, gmpy2.mpz(product))
+
+
+# Trial division before any Miller-Rabin round (~0.4 ms at 1024 bits, where the time goes), in two
+# steps. The odd primes below 800 in 128-bit products, smallest first: a remainder and a gcd of
+# 128-bit numbers each (~0.5 us), and the first product alone rejects ~70% of candidates. Then the
+# primes up to 2^16 in one product, for the ~17% left: its remainder modulo the candidate and one
+# 1024-bit gcd (~45 us) reject two fifths of them. Measured against one gcd with the product of
+# the primes below 1620 for every candidate (~10 us), then the same second step: 6% less per key.
+_SMALL_PRIME_PRODUCTS: Final = _products(_odd_primes(3, 800), 128)
+_LARGE_PRIME_PRODUCT: Final = gmpy2.primorial(1 << 16) // gmpy2.primorial(799)
 
 
 def _gmp_has_bpsw() -> bool:
@@ -149,13 +159,17 @@ def rsa_key(seed: bytes, bits: int) -> rsa.RSAPrivateKey:
     if bits < 2048 or bits > 65520 or bits % 16:
         raise PkiError(f"det-keygen RSA: {bits} bits; a multiple of 16 from 2048 to 65520 required")
     candidates = _HmacDrbg(seed, b"det RSA key gen" + bits.to_bytes(2, "big")).rsa_candidates(bits // 16)
-    gcd, bpsw, small, large = gmpy2.gcd, _bpsw, _PRIMORIAL_SMALL, _PRIMORIAL_LARGE
+    gcd, bpsw, small, large = gmpy2.gcd, _bpsw, _SMALL_PRIME_PRODUCTS, _LARGE_PRIME_PRODUCT
 
     def prime() -> int:
         """Step 13: the next candidate that is prime (trial division, then BPSW)."""
         for t in candidates:
-            if gcd(t, small) == 1 and gcd(large % t, t) == 1 and bpsw(t):
-                return int(t)
+            for product in small:
+                if gcd(t % product, product) != 1:
+                    break
+            else:
+                if gcd(large % t, t) == 1 and bpsw(t):
+                    return int(t)
         raise AssertionError("unreachable: the candidate stream is endless")  # pragma: no cover
 
     while True:
