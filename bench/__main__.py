@@ -32,6 +32,7 @@ from pki import (
     Seed,
     Subject,
     Validity,
+    issuing,
     pkcs12_bytes,
 )
 from pki.derive import derive_rsa_key
@@ -112,6 +113,7 @@ def pki_bench() -> list[tuple[str, float]]:
     rsa_clients = timed(lambda: [ca.issue_client(ClientSpec(f"r{i}", validity)) for i in range(50)]) / 50
     ec_total = timed(lambda: [ca.issue_client(ClientSpec(f"e{i}", validity, key_type=KeyType.EC_P256))
                               for i in range(1000)])
+    ec_two_cores = min(ec_clients_on_both_cores(ca, 1000, batch) for batch in range(3))
     crl_time = timed(lambda: ca.crl([(ca.client_serial(ClientSpec(f"r{i}", validity)), Revocation(f"r{i}"), ISSUED)
                                      for i in range(50)], ca.validity.not_before))
     random_rsa, derived_rsa = interleaved_rsa_medians(41)
@@ -126,8 +128,9 @@ def pki_bench() -> list[tuple[str, float]]:
         ("server certificate (RSA-2048)", server_time),
         ("CRL with 50 entries", crl_time),
         ("per client, derived RSA-2048 + issue (N=50)", rsa_clients),
-        ("per client, derived EC P-256 + issue (N=1000)", ec_total / 1000),
-        ("1000 EC P-256 clients, total", ec_total),
+        ("per client, derived EC P-256 + issue (N=1000, one core)", ec_total / 1000),
+        ("1000 EC P-256 clients, one core", ec_total),
+        ("1000 EC P-256 clients, both cores (fastest of 3)", ec_two_cores),
         ("random RSA-2048, cryptography (median of 41)", random_rsa),
         ("derived RSA-2048, det-keygen (median of 41)", derived_rsa),
         ("per client, openssl CLI genrsa+req+ca (N=10, fastest of 3)", openssl_cli),
@@ -141,8 +144,19 @@ def pki_bench() -> list[tuple[str, float]]:
     print(f"  ratio openssl-CLI/ours per RSA client:      {openssl_cli / rsa_clients:6.2f}x  (target >= 2x)")
     if easy is not None:
         print(f"  ratio easy-rsa/ours per RSA client:         {easy / rsa_clients:6.2f}x  (target >= 5x)")
-    print(f"  1000 EC P-256 clients:                      {ec_total:6.2f}s  (target < 1s)")
+    print(f"  1000 EC P-256 clients, both cores:          {ec_two_cores:6.2f}s  (target < 1s)")
     return rows
+
+
+def ec_clients_on_both_cores(ca: CertificateAuthority, n: int, batch: int) -> float:
+    """What build_material does for many EC clients without a head start: a helper process,
+    started cold and handed the CA key, issues from one end while this process issues from the other."""
+    specs = [ClientSpec(f"b{batch}-{i}", Validity(ISSUED, 365), key_type=KeyType.EC_P256) for i in range(n)]
+    definition = issuing.CaDefinition(SUBJECT, ca.validity, ca.generation, (), ca.key_type)
+    start = time.perf_counter()
+    issuing.start(SEED, definition, specs, ca_key=ca.private_key, minimum=0)
+    issuing.issue_clients(ca, specs)
+    return time.perf_counter() - start
 
 
 def interleaved_rsa_medians(n: int) -> tuple[float, float]:

@@ -23,16 +23,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-from pki.authority import CertificateAuthority
-from pki.derive import KeyType, Seed
+from pki import keypool
+from pki.authority import CertificateAuthority, ca_label
+from pki.derive import KeyType, Seed, rsa_request
 from pki.issued import Issued
 from pki.model import ClientSpec, Subject, Validity
+from pki.revocation import certificate_authority
 from pki.sharedqueue import SharedQueue, helper_workers, spawn
 
-MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start; a client ~1.5 ms
+MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start; a client ~1.3 ms
+# Started by the program itself (no head start): only where the helper's start-up (~0.3 s, while
+# this process issues alone) is soon repaid.
+MIN_PARALLEL_LATE: Final = 256
 # Up to 48 clients handed over, 24 at a time, answered 16 at a time (pki.worker): the helper never
 # waits for this process, whose reader thread wakes every ~20 ms, not for every client.
 _AHEAD: Final = 48
@@ -88,16 +94,28 @@ def decode_client(line: str) -> ClientSpec:
                       int(d["generation"]), d["csr_pem"])
 
 
-def encode_context(seed: Seed, ca: CaDefinition) -> str:
+def encode_context(seed: Seed, ca: CaDefinition, ca_key: rsa.RSAPrivateKey | None = None) -> str:
+    """The helper's job: the seed, the CA's definition and, when this process has it already, the
+    CA's key (the helper would otherwise derive it again, ~50 ms)."""
+    key = None if ca_key is None else ca_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).hex()
     return json.dumps({"seed": seed.secret_hex(), "subject": asdict(ca.subject), "validity": _validity(ca.validity),
-                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value})
+                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value,
+                       "ca_key": key})
 
 
-def decode_context(line: str) -> tuple[Seed, CaDefinition]:
-    d = json.loads(line)
-    return Seed(bytes.fromhex(d["seed"])), CaDefinition(Subject(**d["subject"]), _validity_from(d["validity"]),
-                                                        int(d["generation"]), tuple(d["revoked"]),
-                                                        KeyType(d["key_type"]))
+def authority(context: str) -> CertificateAuthority:
+    """The CA a helper issues with, from its job (`encode_context`)."""
+    d = json.loads(context)
+    seed = Seed(bytes.fromhex(d["seed"]))
+    ca = CaDefinition(Subject(**d["subject"]), _validity_from(d["validity"]), int(d["generation"]),
+                      tuple(d["revoked"]), KeyType(d["key_type"]))
+    if d.get("ca_key"):
+        key = load_der_private_key(bytes.fromhex(d["ca_key"]), None, unsafe_skip_rsa_key_validation=True)
+        assert isinstance(key, rsa.RSAPrivateKey)  # its parent's own CA key
+        label = ca_label(ca.subject, ca.validity, ca.key_type, ca.generation, ca.revoked)
+        keypool.offer(rsa_request(seed, label, ca.key_type.rsa_bits), key)
+    return certificate_authority(seed, ca.subject, ca.validity, ca.generation, ca.revoked, ca.key_type)
 
 
 def _answer(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | None:
@@ -122,18 +140,20 @@ def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | 
 _started: _Issuing | None = None
 
 
-def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec]) -> None:
-    """Begin issuing these clients in the helper process, without waiting (see `issue_clients`)."""
+def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, ca_key: rsa.RSAPrivateKey | None = None,
+          minimum: int = MIN_PARALLEL) -> None:
+    """Begin issuing these clients in the helper process, without waiting (see `issue_clients`),
+    if there are at least `minimum` it may issue; a start already made stands."""
     global _started
     todo = [c for c in clients if offloaded(c)]
-    if _started is not None or len(todo) < MIN_PARALLEL or helper_workers() < 2:
+    if _started is not None or len(todo) < minimum or helper_workers() < 2:
         return
     helper = spawn()
     if helper is None:
         return
     state = _Issuing()
     state.queue = SharedQueue(helper, todo, results=state.from_helper, encode=encode_client, decode=_answer,
-                              ahead=_AHEAD, batch=_BATCH, preamble=(f"issue {encode_context(seed, ca)}",
+                              ahead=_AHEAD, batch=_BATCH, preamble=(f"issue {encode_context(seed, ca, ca_key)}",
                                                       state.check_preamble))
     _started = state
 

@@ -91,14 +91,18 @@ def _active_clients(spec: PkiSpec) -> list[ClientSpec]:
     return [c for c in spec.clients if c.name not in revoked]
 
 
+def _ca_definition(spec: PkiSpec) -> issuing.CaDefinition:
+    """The current CA epoch's."""
+    return issuing.CaDefinition(spec.subject, spec.ca_validity, spec.ca_generation,
+                                tuple(r.name for r in spec.revocations), spec.ca_key_type)
+
+
 def start_deriving(seed: Seed, spec: PkiSpec) -> None:
     """Begin deriving the spec's RSA keys and issuing its EC and CSR clients on a second core, and
     return at once, for a caller with other start-up work to do first; `build_material` finishes
     the job (`stop_deriving` drops it)."""
     keypool.start(rsa_requests(seed, spec))
-    definition = issuing.CaDefinition(spec.subject, spec.ca_validity, spec.ca_generation,
-                                      tuple(r.name for r in spec.revocations), spec.ca_key_type)
-    issuing.start(seed, definition, _active_clients(spec))
+    issuing.start(seed, _ca_definition(spec), _active_clients(spec))
     sharedqueue.release_spare()  # a helper started ahead of need that neither took
 
 
@@ -131,5 +135,8 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
         op = spec.server.operator
         server = load_operator_certificate(op.chain_pem, op.key_pem, passphrase=op.passphrase,
                                            domains=list(spec.server.names), today=today)
-    clients = issuing.issue_clients(ca, _active_clients(spec))
+    active = _active_clients(spec)
+    # no head start (e.g. under `pulumi up`): a helper still pays off for many EC or CSR clients
+    issuing.start(seed, _ca_definition(spec), active, ca_key=ca.private_key, minimum=issuing.MIN_PARALLEL_LATE)
+    clients = issuing.issue_clients(ca, active)
     return PkiMaterial(ca, server, spec.server.operator is None, clients, revoked, crls, retired)

@@ -9,7 +9,8 @@ does whatever it did not deliver.
 
 - "keys": requests "BITS SEED-HEX" (det-keygen seeds only); answers the PKCS#8 DER (hex) of
   det-keygen's RSA key.
-- "issue CONTEXT" (JSON: the stack seed and the CA's definition, see pki.issuing): answers its CA
+- "issue CONTEXT" (JSON: the stack seed, the CA's definition, maybe its key; see pki.issuing):
+  answers its CA
   certificate's SHA-256 fingerprint (hex) at once; requests are clients (JSON), answers
   "CERT-DER-HEX KEY-DER-HEX" (key "-" for a certificate made from a CSR).
 """
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from pki import detkeygen
 from pki.derive import PrivateKey
 
-_ISSUING_MODULES = ("pki.issuing", "pki.revocation")
+_ISSUING_MODULES = ("pki.issuing",)
 
 
 def _pkcs8(key: PrivateKey) -> str:
@@ -77,11 +78,10 @@ def derive_keys(channel: _Channel, requests: Iterator[str]) -> None:
 
 
 def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> None:
-    from pki.issuing import decode_client, decode_context  # see _ISSUING_MODULES
-    from pki.revocation import certificate_authority
+    from pki.issuing import authority as issuing_authority  # see _ISSUING_MODULES
+    from pki.issuing import decode_client
 
-    seed, ca = decode_context(context)
-    authority = certificate_authority(seed, ca.subject, ca.validity, ca.generation, ca.revoked, ca.key_type)
+    authority = issuing_authority(context)
     channel.answer(authority.issued.fingerprint)
     channel.every = 16  # ~20 ms of work per batch
     for line in requests:

@@ -224,3 +224,27 @@ def test_a_refused_client_ends_the_helper_too(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(PkiError, match="ec-too-long"):
         build_material(SEED, bad, today=TODAY)
     assert started and all(p.poll() is not None for p in started)
+
+
+def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: pytest.MonkeyPatch,
+                                                                    alone: list[str]) -> None:
+    """`pulumi up` has no head start: with many EC or CSR clients, build_material starts the helper
+    and hands it the CA key it already has."""
+    monkeypatch.setattr(issuing, "MIN_PARALLEL_LATE", 8)
+    contexts: list[str] = []
+    real_context = issuing.encode_context
+    monkeypatch.setattr(issuing, "encode_context", lambda *a, **k: contexts.append(real_context(*a, **k)) or contexts[-1])
+    delivered: list[int] = []
+    real_issue = issuing.issue_clients
+
+    def slow_plan(ca: Any, clients: Any) -> Any:  # let the helper answer before the plan issues
+        _import_pulumi_meanwhile(8)
+        state = issuing._started
+        result = real_issue(ca, clients)
+        delivered.append(len(state.from_helper) if state else 0)
+        return result
+
+    monkeypatch.setattr(issuing, "issue_clients", slow_plan)
+    assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
+    assert delivered[0] >= 8
+    assert len(contexts) == 1 and '"ca_key": "30' in contexts[0]  # a PKCS#8 DER, hex
