@@ -116,7 +116,7 @@ def pki_bench() -> list[tuple[str, float]]:
     ec_two_cores = min(ec_clients_on_both_cores(ca, 1000, batch) for batch in range(3))
     crl_time = timed(lambda: ca.crl([(ca.client_serial(ClientSpec(f"r{i}", validity)), Revocation(f"r{i}"), ISSUED)
                                      for i in range(50)], ca.validity.not_before))
-    random_rsa, derived_rsa = interleaved_rsa_medians(41)
+    random_rsa, derived_rsa = interleaved_rsa_medians(81)
     alice = ca.issue_client(ClientSpec("alice", validity))
     p12 = {p: timed(lambda p=p: pkcs12_bytes("alice", alice, ca.certificate, "bench-password", p))  # type: ignore[misc]
            for p in Profile}
@@ -131,8 +131,8 @@ def pki_bench() -> list[tuple[str, float]]:
         ("per client, derived EC P-256 + issue (N=1000, one core)", ec_total / 1000),
         ("1000 EC P-256 clients, one core", ec_total),
         ("1000 EC P-256 clients, both cores (fastest of 3)", ec_two_cores),
-        ("random RSA-2048, cryptography (median of 41)", random_rsa),
-        ("derived RSA-2048, det-keygen (median of 41)", derived_rsa),
+        ("random RSA-2048, cryptography (median of 81)", random_rsa),
+        ("derived RSA-2048, det-keygen (median of 81)", derived_rsa),
         ("per client, openssl CLI genrsa+req+ca (N=10, fastest of 3)", openssl_cli),
         ("PKCS#12 Modern2023 (PBKDF2 600k, MAC 600k)", p12[Profile.MODERN]),
         ("PKCS#12 LegacyDES (3DES)", p12[Profile.LEGACY]),

@@ -8,10 +8,10 @@ while Pulumi imports), it has usually finished before the program asks.
 
 Only clients with an EC key or a CSR go to the helper: an RSA client's key comes from pki.keypool.
 The helper needs the stack seed (client keys and serials are derived from it): it arrives on the
-helper's stdin, never in its environment or command line, and the helper writes only to this
-process's pipe. Its first answer is its CA certificate's fingerprint (and the CA key, which this
-process then need not derive); its certificates are used only when that fingerprint is the one of
-the CA this process built, so plans stay byte-identical whoever issued what.
+helper's stdin, never in its environment or command line, with the CA's key when this process has
+it already, and the helper writes only to this process's pipe. Its first answer is its CA
+certificate's fingerprint; its certificates are used only when that fingerprint is the one of the
+CA this process built, so plans stay byte-identical whoever issued what.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key
 from pki import keypool
 from pki.authority import CertificateAuthority, ca_label
 from pki.derive import KeyType, Seed, rsa_request
+from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import ClientSpec, Subject, Validity
 from pki.revocation import certificate_authority
@@ -112,7 +113,8 @@ def authority(context: str) -> CertificateAuthority:
                       tuple(d["revoked"]), KeyType(d["key_type"]))
     if d.get("ca_key"):
         key = load_der_private_key(bytes.fromhex(d["ca_key"]), None, unsafe_skip_rsa_key_validation=True)
-        assert isinstance(key, rsa.RSAPrivateKey)  # its parent's own CA key
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise PkiError("the CA key handed to the issuing helper is not an RSA key")
         label = ca_label(ca.subject, ca.validity, ca.key_type, ca.generation, ca.revoked)
         keypool.offer(rsa_request(seed, label, ca.key_type.rsa_bits), key)
     return certificate_authority(seed, ca.subject, ca.validity, ca.generation, ca.revoked, ca.key_type)

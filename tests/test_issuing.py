@@ -29,6 +29,7 @@ from pki import (
     sharedqueue,
     start_deriving,
 )
+from pki.revocation import certificate_authority
 
 pytestmark = pytest.mark.usefixtures("issuing_helper")
 
@@ -248,3 +249,14 @@ def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: 
     assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
     assert delivered[0] >= 8
     assert len(contexts) == 1 and '"ca_key": "30' in contexts[0]  # a PKCS#8 DER, hex
+
+
+def test_what_the_helper_is_told_round_trips() -> None:
+    full = client("dora", email="dora@example.com", key_type=KeyType.EC_P256, generation=3, csr_pem=_csr("dora"))
+    for c in (full, *SPEC.clients):
+        assert issuing.decode_client(issuing.encode_client(c)) == c
+    definition = issuing.CaDefinition(SPEC.subject, SPEC.ca_validity, 2, ("ec-03", "x"), SPEC.ca_key_type)
+    here = certificate_authority(SEED, SPEC.subject, SPEC.ca_validity, 2, ("ec-03", "x"), SPEC.ca_key_type)
+    for key in (None, here.private_key):  # derived by the helper, or handed over
+        made = issuing.authority(issuing.encode_context(SEED, definition, key))
+        assert made.issued.fingerprint == here.issued.fingerprint
