@@ -36,7 +36,7 @@ def stack_url(stack: OfflineStack) -> str:
     return result.stdout.strip()
 
 
-def endpoint_of(url: str, domain: str) -> Endpoint:
+def host_port(url: str) -> tuple[str, int]:
     try:
         parts = urlsplit(url if "://" in url else f"https://{url}")
         port = parts.port or 443
@@ -44,23 +44,24 @@ def endpoint_of(url: str, domain: str) -> Endpoint:
         raise UserError(f"URL={url[:200]}: expected https://host[:port]") from None
     if parts.scheme != "https" or not parts.hostname or not 0 < port < 65536:
         raise UserError(f"URL={url[:200]}: expected https://host[:port]")
-    return Endpoint(parts.hostname, port, domain)
+    return parts.hostname, port
 
 
 def verify(stack: OfflineStack, *, url: str | None = None, client: str | None = None,
            report_json: str | None = None, expect_backends: int | None = None) -> int:
-    target = url or stack_url(stack)  # before planning: a missing URL fails fast
+    # what can be refused without the plan is refused before it is made
+    host, port = host_port(url or stack_url(stack))
+    if expect_backends is not None and expect_backends < 1:
+        raise UserError(f"EXPECT_BACKENDS={expect_backends}: at least 1")
     planned = stack.plan()
     config, material = planned.config, planned.material
-    endpoint = endpoint_of(target, config.domain)
+    endpoint = Endpoint(host, port, config.domain)
     clients = probes.current_clients(material)
     if client is None and not clients:
         raise UserError(f"stack {stack.name} has no client whose key the seed derives; nothing can be accepted")
     if client is not None and client not in clients:
         raise UserError(f"CLIENT={client}: not a current client of stack {stack.name} with a derived key; "
                         f"clients: {', '.join(clients) or '(none)'}")
-    if expect_backends is not None and expect_backends < 1:
-        raise UserError(f"EXPECT_BACKENDS={expect_backends}: at least 1")
     try:
         socket.create_connection((endpoint.host, endpoint.port), timeout=10).close()
     except OSError as exc:

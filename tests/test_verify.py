@@ -323,3 +323,15 @@ def test_offered_sees_the_one_version_a_server_allows(tmp_path: Path, only: str)
         pytest.skip(f"this machine's OpenSSL cannot try {only}")
     assert seen[only] is True
     assert not any(seen[v] for v in TLS_VERSIONS if v != only)
+
+
+@pytest.mark.parametrize("args", [["--url", "http://x"], ["--url", "https://host:port"],
+                                  ["--url", "https://127.0.0.1:1", "--expect-backends", "0"]])
+def test_what_needs_no_plan_is_refused_before_planning(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    def plan(*_: object, **__: object) -> None:
+        raise AssertionError("planned")
+
+    monkeypatch.setattr(OfflineStack, "plan", plan)
+    assert cli.main(["verify", "--stack", "dev", *args]) == 2
+    assert "Traceback" not in capsys.readouterr().err
