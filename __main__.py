@@ -4,5 +4,5 @@ import pulumi
 
 from slbmtls.program import build
 
-for key, value in build().items():
+for key, value in build(against_deployed=True).items():
     pulumi.export(key, value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -24,6 +25,8 @@ from slbmtls.config import (
     parse_stack_config,
     seed_of,
 )
+from slbmtls.retired import retired_error
+from slbmtls.stackfile import StackFileError, deployed_outputs, load_stack
 
 
 def _configured_keys() -> set[str]:
@@ -134,9 +137,31 @@ def retired_fingerprints(config: StackConfig, material: PkiMaterial) -> list[str
     return derived + [f for f in config.carried_retired_fingerprints if f not in derived]
 
 
-def build(name: str = "mtls") -> dict[str, Any]:
-    """Declare everything; return the stack outputs (secrets wrapped as such)."""
-    return declare(*prepare(), name=name)
+def refuse_a_retired_ca(config: StackConfig, material: PkiMaterial) -> None:
+    """Under the Pulumi CLI (`pulumi preview` / `up`): refuse a CA the deployed stack retired, or a
+    change that forgets one, as `make guard` does: revocation is forever, even past an edit. The
+    deployed outputs come from `pulumi stack output --json` (the last completed update); if they
+    cannot be read the run goes on with a warning that names the check to run."""
+    stack = pulumi.get_stack()
+    try:
+        deployed = deployed_outputs(load_stack(Path.cwd(), stack), timeout=120)
+    except StackFileError as exc:
+        pulumi.log.warn(f"the CA was not checked against the CAs the deployed stack retired ({exc}); "
+                        f"run `make guard STACK={stack}` before this update")
+        return
+    problem = retired_error(deployed, {"caFingerprint": material.ca.issued.fingerprint,
+                                       "retiredCaFingerprints": retired_fingerprints(config, material)})
+    if problem is not None:
+        raise pulumi.RunError(f"refusing to deploy stack {stack}: {problem}")
+
+
+def build(name: str = "mtls", *, against_deployed: bool = False) -> dict[str, Any]:
+    """Declare everything; return the stack outputs (secrets wrapped as such). `against_deployed`
+    (the real engine's run, `__main__.py`) first checks the deployed stack's retired CAs."""
+    config, material = prepare()
+    if against_deployed:
+        refuse_a_retired_ca(config, material)
+    return declare(config, material, name=name)
 
 
 def declare(config: StackConfig, material: PkiMaterial, name: str = "mtls") -> dict[str, Any]:

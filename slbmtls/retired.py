@@ -2,18 +2,14 @@
 
 Plans output `caFingerprint` (hex SHA-256 of the CA certificate the listener trusts) and
 `retiredCaFingerprints` (every CA certificate the stack trusted before and trusts no more).
-`make plan-diff` checks AFTER against BEFORE; the program checks the CA it is about to upload
-against the deployed stack's outputs with `check_not_retired`.
+`make plan-diff` checks AFTER against BEFORE; `make guard` and the program under the Pulumi CLI
+(`pulumi preview` / `up`) check what the config derives now against the deployed stack's outputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-
-class RetiredCaError(Exception):
-    """The plan would trust a CA certificate the stack retired."""
 
 
 def _normal(fingerprint: object) -> str:
@@ -48,11 +44,3 @@ def retired_error(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | 
                 "a later edit could trust them again. Carry them: add to slb-mtls:pki.retiredCaFingerprints "
                 f"[{listed}]")
     return None
-
-
-def check_not_retired(ca_fingerprint: str, deployed_outputs: Mapping[str, Any]) -> None:
-    """At `pulumi up`: raise RetiredCaError if the CA about to be trusted is one the deployed stack
-    (its last outputs) lists as retired. Nothing deployed yet, nothing to compare: no error."""
-    message = retired_error(deployed_outputs, {"caFingerprint": ca_fingerprint})  # the CA rule only
-    if message is not None:
-        raise RetiredCaError(message)

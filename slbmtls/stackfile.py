@@ -228,13 +228,39 @@ def load_stack(project_dir: Path, stack: str) -> StackFile:
     return StackFile(project, stack, stack_file, values, frozenset(secure))
 
 
-def run_pulumi(stack: StackFile, *args: str) -> subprocess.CompletedProcess[str]:
+# What the Pulumi engine hands a running program: its whole config, secrets decrypted.
+_PROGRAM_CONFIG_VARIABLES: Final = ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")
+
+
+def run_pulumi(stack: StackFile, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`pulumi ARGS --stack S --cwd DIR` with only what the CLI needs to reach the state backend:
-    never our PKI_SEED or anything else the caller's environment holds."""
+    never our PKI_SEED, the config a running program holds, or anything else the caller's
+    environment has."""
     keep = ("PATH", "HOME", "PULUMI_", "AWS_", "ALIBABA_CLOUD_")
-    env = {k: v for k, v in os.environ.items() if k.startswith(keep) and k != "PKI_SEED"}
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith(keep) and k != "PKI_SEED" and k not in _PROGRAM_CONFIG_VARIABLES}
     return subprocess.run(["pulumi", *args, "--stack", stack.stack, "--cwd", str(stack.path.parent)],
-                          capture_output=True, text=True, check=False, env=env, timeout=300)
+                          capture_output=True, text=True, check=False, env=env, timeout=timeout)
+
+
+def deployed_outputs(stack: StackFile, *, timeout: float = 300) -> dict[str, Any]:
+    """The deployed stack's public outputs (`pulumi stack output --json`); {} for a stack with none
+    yet. StackFileError when they cannot be read."""
+    if not shutil.which("pulumi"):
+        raise StackFileError("the pulumi CLI is not installed: it is needed to read the deployed stack's outputs "
+                             "(https://www.pulumi.com/docs/install/)")
+    try:
+        result = run_pulumi(stack, "stack", "output", "--json", timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise StackFileError(f"`pulumi stack output --json --stack {stack.stack}` took over {timeout:.0f} s") from None
+    if result.returncode != 0:
+        raise StackFileError(f"`pulumi stack output --json --stack {stack.stack}` failed: "
+                             f"{result.stderr.strip()[:300] or 'no message'}")
+    try:
+        outputs = json.loads(result.stdout or "{}")
+    except ValueError:
+        raise StackFileError(f"`pulumi stack output --json --stack {stack.stack}` did not print JSON") from None
+    return outputs if isinstance(outputs, dict) else {}
 
 
 def _from_pulumi_cli(stack: StackFile, key: str) -> str | None:

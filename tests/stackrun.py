@@ -9,12 +9,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 from slbmtls.config import NAMESPACE, SEED_KEY
 from slbmtls.plan import Plan, diff_documents, run
+from slbmtls.program import build
 from slbmtls.stackfile import load_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +43,14 @@ def plan_stack(stack: str = "dev", *, seed: str | None = TEST_SEED, seed_secret:
     return copy.deepcopy(_PLANS[key])
 
 
-def _plan_stack(stack: str, *, seed: str | None, seed_secret: bool, **overrides: Any) -> Plan:
+def plan_as_the_engine_runs_it(stack: str = "dev", *, seed: str = TEST_SEED) -> Plan:
+    """The program as `__main__.py` runs it under the Pulumi CLI (the deployed-stack check
+    included), not cached: what it sees of the deployed stack is up to each test."""
+    return _plan_stack(stack, seed=seed, seed_secret=True, program_fn=lambda: build(against_deployed=True))
+
+
+def _plan_stack(stack: str, *, seed: str | None, seed_secret: bool,
+                program_fn: Callable[[], dict[str, Any]] = build, **overrides: Any) -> Plan:
     stack_file = load_stack(ROOT, stack)
     values = copy.deepcopy(stack_file.values)
     for key, value in overrides.items():
@@ -55,7 +64,7 @@ def _plan_stack(stack: str, *, seed: str | None, seed_secret: bool, **overrides:
         config[SEED_KEY] = seed
     secret_keys = [SEED_KEY] if seed_secret else []
     secret_keys += [k for k in (f"{NAMESPACE}:serverPrivateKey", f"{NAMESPACE}:serverPrivateKeyPassphrase") if k in config]
-    return run(stack_file.project, stack, config, secret_keys)
+    return run(stack_file.project, stack, config, secret_keys, program_fn=program_fn)
 
 
 def diff(before: Plan, after: Plan) -> dict[str, list[str]]:

@@ -6,10 +6,12 @@ import json
 import os
 from pathlib import Path
 
+import pulumi
 import pytest
-from stackrun import ROOT, TEST_SEED, plan_stack
+from stackrun import ROOT, TEST_SEED, plan_as_the_engine_runs_it, plan_stack
 
 from slbmtls.cli import main
+from slbmtls.plan import Plan
 
 
 def _fake_pulumi(tmp_path: Path, outputs: dict[str, object] | None) -> Path:
@@ -69,3 +71,40 @@ def test_an_unreadable_stack_is_a_message(tmp_path: Path, monkeypatch: pytest.Mo
                                           capsys: pytest.CaptureFixture[str]) -> None:
     code, text = _guard(tmp_path, monkeypatch, capsys, None)
     assert code == 2 and "pulumi stack output --json --stack dev` failed: no stack named dev" in text
+
+
+# -- the same check by the program itself, under the Pulumi CLI (a bare `pulumi up`) -------------
+
+
+def _engine_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: dict[str, object] | None) -> Plan:
+    monkeypatch.setenv("PATH", f"{_fake_pulumi(tmp_path, outputs)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"slb-mtls:pkiSeed": TEST_SEED}))  # as the engine sets it
+    monkeypatch.chdir(ROOT)
+    return plan_as_the_engine_runs_it()
+
+
+def test_a_bare_pulumi_up_refuses_a_retired_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deployed = plan_stack(revoked=["bob"]).outputs
+    with pytest.raises(pulumi.RunError, match="refusing to deploy stack dev: RetiredCaCertificate"):
+        _engine_run(tmp_path, monkeypatch, deployed)
+    seen = (tmp_path / "bin" / "env").read_text()
+    assert TEST_SEED not in seen and "PULUMI_CONFIG=" not in seen  # the engine's config stays with the program
+
+
+def test_a_bare_pulumi_up_refuses_forgetting_a_retired_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deployed = {**plan_stack().outputs, "retiredCaFingerprints": ["ab" * 32]}
+    with pytest.raises(pulumi.RunError, match="RetiredCaForgotten"):
+        _engine_run(tmp_path, monkeypatch, deployed)
+
+
+def test_a_bare_pulumi_up_goes_on_forward_or_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _engine_run(tmp_path, monkeypatch, plan_stack().outputs)
+    assert plan.outputs["caFingerprint"] == plan_stack().outputs["caFingerprint"]
+    assert not [w for w in plan.warnings if "retired" in w]
+
+
+def test_unreadable_deployed_outputs_are_a_warning_naming_the_check(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _engine_run(tmp_path, monkeypatch, None)
+    assert any("not checked against the CAs the deployed stack retired" in w and "make guard STACK=dev" in w
+               for w in plan.warnings)

@@ -17,7 +17,7 @@ from test_runbook import purchased_certificate
 from pki.files import FileWriteError
 from slbmtls import clb
 from slbmtls.replay import Replay, replay, write_steps_json
-from slbmtls.retired import RetiredCaError, check_not_retired, retired_error
+from slbmtls.retired import retired_error
 
 Doc = dict[str, Any]
 _PLANS: dict[str, Doc] = {}
@@ -208,13 +208,6 @@ def test_a_retired_ca_is_refused() -> None:
     assert not result.ok
     step = next(s for s in result.steps if not s.accepted)
     assert (step.op, step.type) == ("create", clb.CA_CERTIFICATE) and "RetiredCaCertificate" in step.error
-
-
-def test_check_not_retired_at_up_time() -> None:
-    check_not_retired("ab" * 32, {})  # nothing deployed yet
-    check_not_retired("ab" * 32, {"retiredCaFingerprints": ["cd" * 32]})
-    with pytest.raises(RetiredCaError, match="retired by this stack"):
-        check_not_retired("ab" * 32, {"retiredCaFingerprints": ["AB" * 32]})
 
 
 def test_protected_resources_are_not_replaced_or_deleted() -> None:
