@@ -239,8 +239,10 @@ def run_pulumi(stack: StackFile, *args: str, timeout: float = 300) -> subprocess
     keep = ("PATH", "HOME", "PULUMI_", "AWS_", "ALIBABA_CLOUD_")
     env = {k: v for k, v in os.environ.items()
            if k.startswith(keep) and k != "PKI_SEED" and k not in _PROGRAM_CONFIG_VARIABLES}
+    # no stdin: a CLI that would prompt (e.g. for a passphrase) fails instead of waiting for an answer
     return subprocess.run(["pulumi", *args, "--stack", stack.stack, "--cwd", str(stack.path.parent)],
-                          capture_output=True, text=True, check=False, env=env, timeout=timeout)
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=env,
+                          timeout=timeout)
 
 
 def deployed_outputs(stack: StackFile, *, timeout: float = 300) -> dict[str, Any]:
