@@ -13,7 +13,7 @@ import hmac
 import string
 from typing import Final
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -55,6 +55,12 @@ class KeyType(enum.Enum):
     @property
     def rsa_bits(self) -> int:
         return int(self.value.removeprefix("rsa-"))
+
+
+def pkcs8_der(key: PrivateKey) -> bytes:
+    """A private key as unencrypted PKCS#8 DER (what crosses a helper process's pipe)."""
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 def _encode_label(label: Label) -> bytes:

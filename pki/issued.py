@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pki.derive import PrivateKey
+from pki.derive import PrivateKey, pkcs8_der
 from pki.p12crypto import MODERN_ITERATIONS, encrypted_pkcs8_der, pem
 
 
@@ -75,8 +75,7 @@ class Issued:
         return pem("ENCRYPTED PRIVATE KEY", encrypted_pkcs8_der(self.plain_pkcs8_der(), password, iterations))
 
     def plain_pkcs8_der(self) -> bytes:
-        return self._require_key().private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return pkcs8_der(self._require_key())
 
     def plain_pkcs8_pem(self) -> str:
         """Unencrypted PKCS#8, for tools that cannot decrypt a key (wget, requests)."""

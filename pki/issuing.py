@@ -23,18 +23,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from pki import keypool
 from pki.authority import CertificateAuthority, ca_label
-from pki.derive import KeyType, Seed, rsa_request
+from pki.derive import KeyType, Seed, pkcs8_der, rsa_request
 from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import ClientSpec, Subject, Validity
 from pki.revocation import certificate_authority
-from pki.sharedqueue import SharedQueue, helper_workers, spawn
+from pki.sharedqueue import SharedQueue, ending_on_error, helper_workers, spawn
 
 MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start; a client ~1.3 ms
 # Started by the program itself (no head start): only where the helper's start-up (~0.3 s, while
@@ -64,9 +64,9 @@ def offloaded(client: ClientSpec) -> bool:
 
 @dataclass(eq=False)
 class _Issuing:
-    queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] | None = None
     ca_fingerprint: str | None = None  # the helper's CA, once it said
     from_helper: dict[ClientSpec, tuple[bytes, bytes | None]] = field(default_factory=dict)  # DER answers
+    queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] = field(init=False)
 
     def check_preamble(self, line: str) -> bool:
         """The helper's CA certificate's fingerprint (SHA-256 hex)."""
@@ -98,8 +98,7 @@ def decode_client(line: str) -> ClientSpec:
 def encode_context(seed: Seed, ca: CaDefinition, ca_key: rsa.RSAPrivateKey | None = None) -> str:
     """The helper's job: the seed, the CA's definition and, when this process has it already, the
     CA's key (the helper would otherwise derive it again, ~50 ms)."""
-    key = None if ca_key is None else ca_key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).hex()
+    key = None if ca_key is None else pkcs8_der(ca_key).hex()
     return json.dumps({"seed": seed.secret_hex(), "subject": asdict(ca.subject), "validity": _validity(ca.validity),
                        "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value,
                        "ca_key": key})
@@ -130,13 +129,16 @@ def _answer(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | None:
 def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | None:
     """A certificate and key as the helper made them, or None if they are not what was asked."""
     cert_der, key_der = answer
-    certificate = x509.load_der_x509_certificate(cert_der)
-    if client.csr_pem is not None or key_der is None:
-        return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
-    key = load_der_private_key(key_der, None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != certificate.public_key():
+    try:
+        certificate = x509.load_der_x509_certificate(cert_der)
+        if client.csr_pem is not None or key_der is None:
+            return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
+        key = load_der_private_key(key_der, None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != certificate.public_key():
+            return None
+        return Issued(certificate, key)
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # not DER, or not a key this asks for
         return None
-    return Issued(certificate, key)
 
 
 _started: _Issuing | None = None
@@ -154,9 +156,10 @@ def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, ca_key: rs
     if helper is None:
         return
     state = _Issuing()
-    state.queue = SharedQueue(helper, todo, results=state.from_helper, encode=encode_client, decode=_answer,
-                              ahead=_AHEAD, batch=_BATCH, preamble=(f"issue {encode_context(seed, ca, ca_key)}",
-                                                      state.check_preamble))
+    with ending_on_error(helper):
+        state.queue = SharedQueue(helper, todo, results=state.from_helper, encode=encode_client, decode=_answer,
+                                  ahead=_AHEAD, batch=_BATCH,
+                                  preamble=(f"issue {encode_context(seed, ca, ca_key)}", state.check_preamble))
     _started = state
 
 
@@ -166,7 +169,7 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
     global _started
     state, _started = _started, None
     mine: dict[ClientSpec, Issued] = {}
-    if state is not None and state.queue is not None:
+    if state is not None:
         queue = state.queue
         try:
             queue.add(c for c in clients if offloaded(c))
@@ -178,8 +181,12 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
             left = deque(c for c in clients if offloaded(c) and c not in mine)
             while left:
                 answer = state.from_helper.get(left[0])
-                issued = _issued(answer, left[0]) if answer is not None else None
-                if issued is not None and state.ca_fingerprint == ca.issued.fingerprint:
+                issued = None
+                if answer is not None and state.ca_fingerprint == ca.issued.fingerprint:
+                    issued = _issued(answer, left[0])
+                    if issued is None:  # a wrong answer: the helper is not trusted with the rest
+                        state.ca_fingerprint = None
+                if issued is not None:
                     mine[left.popleft()] = issued
                 else:
                     client = left.pop()
@@ -193,5 +200,5 @@ def cancel() -> None:
     """Stop a `start()` nobody will finish (e.g. the plan failed before it needed the clients)."""
     global _started
     state, _started = _started, None
-    if state is not None and state.queue is not None:
+    if state is not None:
         state.queue.close(kill=True)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from pki import detkeygen
-from pki.sharedqueue import SharedQueue, helper_workers, spawn
+from pki.sharedqueue import SharedQueue, ending_on_error, helper_workers, spawn
 
 MIN_PARALLEL: Final = 6  # below this, starting the helper (~0.2 s) costs more than it saves
 _AHEAD: Final = 2  # keys handed to the helper before it asks: it never waits on this process's GIL
@@ -70,8 +70,9 @@ def start(requests: Iterable[Request]) -> None:
         return  # derived lazily, in this process
     helper = spawn()
     if helper is not None:
-        _pool = SharedQueue(helper, todo, results=_CACHE, encode=_encode, decode=_decode, ahead=_AHEAD,
-                            preamble=("keys", None))
+        with ending_on_error(helper):
+            _pool = SharedQueue(helper, todo, results=_CACHE, encode=_encode, decode=_decode, ahead=_AHEAD,
+                                preamble=("keys", None))
 
 
 def prefetch(requests: Iterable[Request]) -> None:
@@ -79,10 +80,12 @@ def prefetch(requests: Iterable[Request]) -> None:
     global _pool
     start(requests)
     if _pool is not None:
+        pool = _pool
         try:
-            _pool.finish(lambda request: rsa_key(*request))  # rsa_key() meanwhile waits for the helper's keys
+            pool.finish(lambda request: rsa_key(*request))  # rsa_key() meanwhile waits for the helper's keys
         finally:
             _pool = None
+            pool.close(kill=True)  # already closed, unless finishing raised
 
 
 def cancel() -> None:

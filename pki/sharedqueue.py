@@ -19,8 +19,9 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
+from queue import SimpleQueue
 from typing import IO, Final, Generic, TypeVar
 
 R = TypeVar("R", bound=Hashable)  # a request: what one job is asked to do
@@ -70,6 +71,17 @@ def spawn() -> subprocess.Popen[bytes] | None:
     return _start()
 
 
+@contextlib.contextmanager
+def ending_on_error(helper: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Kill the helper if what should take it over fails (it would wait for input until we exit)."""
+    try:
+        yield
+    except BaseException:
+        helper.kill()
+        helper.wait()
+        raise
+
+
 def _start(*options: str) -> subprocess.Popen[bytes] | None:
     """`python -m pki.worker` with pipes and only what it needs to start: never the caller's
     environment, which may hold PKI_SEED (what a helper needs arrives on its stdin)."""
@@ -82,7 +94,12 @@ def _start(*options: str) -> subprocess.Popen[bytes] | None:
 
 
 class SharedQueue(Generic[R, T]):
-    """One helper process and the queue it shares with this process."""
+    """One helper process and the queue it shares with this process.
+
+    Three threads touch the pipes, and none ever writes while it should be reading: the caller's
+    (taking jobs, waiting), a reader (the helper's answers) and a writer (requests, from an
+    outbox). So a helper blocked writing answers is always drained, and a full request pipe never
+    holds the lock or the reader up: neither side can wait on the other forever."""
 
     def __init__(self, helper: subprocess.Popen[bytes], todo: Iterable[R], *, results: dict[R, T],
                  encode: Callable[[R], str], decode: Callable[[str, R], T | None], ahead: int = 2,
@@ -93,17 +110,21 @@ class SharedQueue(Generic[R, T]):
         in batches too keeps this process's reader thread from waking for every answer)."""
         assert helper.stdin is not None
         assert helper.stdout is not None
-        self._helper, self._to_helper = helper, helper.stdin
+        self._helper = helper
         self._results, self._encode, self._decode = results, encode, decode
         self._ahead, self._batch = ahead, min(batch, ahead)
         self._queue: deque[R] = deque(todo)  # nobody has started these
         self._in_helper: deque[R] = deque()  # handed over, in order, not back yet
         self._done = threading.Condition()
         self._dead = False
-        with self._done:
-            self._send(preamble[0])
-            self._top_up()
+        self._outbox: SimpleQueue[str | None] = SimpleQueue()  # None: no more requests
+        self._input_ended = False
+        self._writer = threading.Thread(target=self._write, args=(helper.stdin,), daemon=True)
         self._reader = threading.Thread(target=self._read, args=(helper.stdout, preamble[1]), daemon=True)
+        with self._done:
+            self._outbox.put(preamble[0])
+            self._top_up()
+        self._writer.start()
         self._reader.start()
 
     def add(self, requests: Iterable[R]) -> None:
@@ -112,12 +133,22 @@ class SharedQueue(Generic[R, T]):
             self._queue.extend(r for r in requests if r not in known and r not in self._results)
             self._top_up()
 
-    def _send(self, line: str) -> None:  # with self._done held
+    def _write(self, requests: IO[bytes]) -> None:
         try:
-            self._to_helper.write(f"{line}\n".encode())
-            self._to_helper.flush()
-        except (OSError, ValueError):
-            self._fail()
+            while (lines := self._outbox.get()) is not None:
+                requests.write(f"{lines}\n".encode())
+                requests.flush()
+        except (OSError, ValueError):  # the helper is gone
+            with self._done:
+                self._fail()
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                requests.close()  # its input ends: the helper exits once it has answered
+
+    def _end_input(self) -> None:  # with self._done held
+        if not self._input_ended:
+            self._input_ended = True
+            self._outbox.put(None)
 
     def _top_up(self) -> None:  # with self._done held: keep the helper up to `ahead` jobs ahead
         # In batches, one write each: every write lets this process's other thread take the GIL
@@ -129,36 +160,40 @@ class SharedQueue(Generic[R, T]):
                 self._in_helper.append(request)
                 lines.append(self._encode(request))
             if lines:
-                self._send("\n".join(lines))
+                self._outbox.put("\n".join(lines))
         if not self._dead and not self._queue and not self._in_helper:
-            with contextlib.suppress(OSError, ValueError):
-                self._to_helper.close()  # nothing left: the helper exits
+            self._end_input()  # nothing left: the helper exits
 
     def _fail(self) -> None:  # with self._done held: what the helper held goes back to the queue
         self._dead = True
+        self._end_input()
         self._queue.extendleft(reversed(self._in_helper))
         self._in_helper.clear()
         self._done.notify_all()
 
     def _read(self, answers: IO[bytes], check_preamble: Callable[[str], bool] | None) -> None:
-        lines = (line.decode(errors="replace").strip() for line in answers)
-        with contextlib.suppress(ValueError):
-            if check_preamble is None or check_preamble(next(lines, "")):
-                for line in lines:
-                    with self._done:
-                        if not self._in_helper:
-                            break
-                        request = self._in_helper[0]
-                    result = self._decode(line, request)  # outside the lock: it may take a while
-                    with self._done:
-                        if result is None or self._dead:
-                            break
-                        self._results[request] = result
-                        self._in_helper.popleft()
-                        self._top_up()
-                        self._done.notify_all()
-        with self._done:
-            self._fail()  # its output ended: whatever it still held is done here
+        try:
+            lines = (line.decode(errors="replace").strip() for line in answers)
+            if check_preamble is not None and not check_preamble(next(lines, "")):
+                return
+            for line in lines:
+                with self._done:
+                    if not self._in_helper:
+                        return
+                    request = self._in_helper[0]
+                result = self._decode(line, request)  # outside the lock: it may take a while
+                with self._done:
+                    if result is None or self._dead:
+                        return
+                    self._results[request] = result
+                    self._in_helper.popleft()
+                    self._top_up()
+                    self._done.notify_all()
+        except Exception:  # whatever a helper sends, it only costs time
+            return
+        finally:
+            with self._done:
+                self._fail()  # its output ended: whatever it still held is done here
 
     def take(self) -> R | None:
         """The next job for this process: from the back of the queue."""
@@ -186,12 +221,14 @@ class SharedQueue(Generic[R, T]):
 
     def close(self, *, kill: bool = False) -> None:
         with self._done:
+            busy = bool(self._in_helper) and not self._dead
+        if kill or busy:  # a helper still working would block on answers nobody reads any more
+            self._helper.kill()  # first: nothing below then waits on it
+        with self._done:
             self._queue.clear()
             self._dead = True
+            self._end_input()
             self._in_helper.clear()
-            with contextlib.suppress(OSError):
-                self._to_helper.close()
-        if kill:
-            self._helper.kill()
         self._helper.wait()
+        self._writer.join()
         self._reader.join()

@@ -2,62 +2,60 @@
 
 Started with --preload (pki.sharedqueue.prespawn: ahead of need, its start-up overlapping its
 parent's), it loads everything either job needs before it reads anything; otherwise only what its
-job needs, once it knows which (the "keys" job starts ~70 ms sooner). Its first input line
-says what it does; then it answers one line per request line, in order, each as soon as it is
-done, until its input ends. It writes only to its parent's pipe; an error ends it, and the parent
-does whatever it did not deliver.
+job needs, once it knows which (the "keys" job starts ~70 ms sooner). Its first input line says
+what it does; then it answers one line per request line, in order (in batches, see _Channel),
+until its input ends. It writes only to its parent's pipe; an error ends it, and the parent does
+whatever it did not deliver.
 
 - "keys": requests "BITS SEED-HEX" (det-keygen seeds only); answers the PKCS#8 DER (hex) of
   det-keygen's RSA key.
 - "issue CONTEXT" (JSON: the stack seed, the CA's definition, maybe its key; see pki.issuing):
-  answers its CA
-  certificate's SHA-256 fingerprint (hex) at once; requests are clients (JSON), answers
-  "CERT-DER-HEX KEY-DER-HEX" (key "-" for a certificate made from a CSR).
+  answers its CA certificate's SHA-256 fingerprint (hex) at once; requests are clients (JSON),
+  answers "CERT-DER-HEX KEY-DER-HEX" (key "-" for a certificate made from a CSR).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import select
 import sys
+import threading
 from collections.abc import Iterator
+from queue import SimpleQueue
 
 from cryptography.hazmat.primitives import serialization
 
 from pki import detkeygen
-from pki.derive import PrivateKey
+from pki.derive import pkcs8_der
 
 _ISSUING_MODULES = ("pki.issuing",)
-
-
-def _pkcs8(key: PrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).hex()
 
 
 class _Channel:
     """Request lines in (stdin), answer lines out (stdout). Answers leave `every` at a time, and
     always before the helper waits for input (its parent may be waiting for them to send more):
-    its parent's reader thread then wakes once per batch, not for every answer."""
+    its parent's reader thread then wakes once per batch, not for every answer. Input is read by a
+    thread of its own, so the parent's requests never wait on this process's answers."""
 
     def __init__(self) -> None:
         self.every = 1
-        self._buffer = b""
         self._pending: list[str] = []
+        self._lines: SimpleQueue[str | None] = SimpleQueue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin.buffer:
+            self._lines.put(line.decode().rstrip("\n"))
+        self._lines.put(None)
 
     def requests(self) -> Iterator[str]:
         while True:
-            while b"\n" not in self._buffer:
-                if not select.select([sys.stdin], [], [], 0)[0]:
-                    self.flush()  # about to wait
-                chunk = os.read(sys.stdin.fileno(), 1 << 16)
-                if not chunk:
-                    self.flush()
-                    return
-                self._buffer += chunk
-            line, _, self._buffer = self._buffer.partition(b"\n")
-            yield line.decode()
+            if self._lines.empty():
+                self.flush()  # about to wait
+            line = self._lines.get()
+            if line is None:
+                self.flush()
+                return
+            yield line
 
     def answer(self, line: str) -> None:
         self._pending.append(line)
@@ -74,7 +72,7 @@ class _Channel:
 def derive_keys(channel: _Channel, requests: Iterator[str]) -> None:
     for line in requests:
         bits, seed = line.split()
-        channel.answer(_pkcs8(detkeygen.rsa_key(bytes.fromhex(seed), int(bits))))
+        channel.answer(pkcs8_der(detkeygen.rsa_key(bytes.fromhex(seed), int(bits))).hex())
 
 
 def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> None:
@@ -87,7 +85,7 @@ def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> N
     for line in requests:
         issued = authority.issue_client(decode_client(line))
         der = issued.certificate.public_bytes(serialization.Encoding.DER).hex()
-        channel.answer(f"{der} {_pkcs8(issued.private_key) if issued.private_key is not None else '-'}")
+        channel.answer(f"{der} {issued.plain_pkcs8_der().hex() if issued.private_key is not None else '-'}")
 
 
 def main() -> None:

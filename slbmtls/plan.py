@@ -201,8 +201,10 @@ def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]
 
 async def _settle(value: Any) -> tuple[Any, bool]:
     """An output's value with every Output in it awaited, and whether any of them is secret: what
-    `Output.from_input(value)` resolves to, without an Output for every plain leaf (a per-client
-    map would otherwise cost ~0.5 ms per client)."""
+    `Output.from_input(value)` resolves to for the values a mock-engine run has (all known: no
+    unknowns under `set_mocks(preview=False)`; no Output as a dict key or input type among the
+    program's outputs), without an Output for every plain leaf (a per-client map would otherwise
+    cost ~0.5 ms per client). tests/test_engine.py holds the two side by side."""
     if isinstance(value, pulumi.Output):
         inner, inner_secret = await _settle(await value.future())
         return inner, inner_secret or await value.is_secret()

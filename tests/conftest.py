@@ -6,8 +6,10 @@ import datetime as dt
 import hashlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -28,6 +30,7 @@ from pki import (
     issuing,
     keypool,
     pkcs12_bytes,
+    sharedqueue,
 )
 from pki.bundle import Profile
 from pki.issued import Issued
@@ -212,3 +215,15 @@ _WAITING_FIRST = ("test_rehearsal.py", "test_verify.py")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in _WAITING_FIRST)
+
+
+def replace_helper(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """Run `python -c script` instead of the helper process (same pipes, same environment)."""
+    real = sharedqueue.subprocess.Popen
+
+    def popen(args: list[str], **kwargs: Any) -> Any:
+        assert args[1:] == ["-m", "pki.worker"]
+        return real([sys.executable, "-c", script], **kwargs)
+
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
+

@@ -45,3 +45,30 @@ def test_policy_rules_take_the_unknown_sentinel_from_engine() -> None:
 
     assert rules.UNKNOWN is engine.UNKNOWN
     assert Path(rules.__file__).read_text().count(engine.UNKNOWN) == 0
+
+
+def test_outputs_settle_as_output_from_input_resolves_them() -> None:
+    """The plan settles exported values without an Output per leaf: the values and their secrecy
+    are what Output.from_input gives (for the known values of a mock-engine run)."""
+    import pulumi
+
+    from slbmtls.plan import Secret, run
+
+    def exported() -> dict[str, object]:
+        return {
+            "plain": {"a": {"b": 1, "c": ["x", 2.0]}},
+            "nested_secret": {"a": {"b": pulumi.Output.secret("s"), "c": 1}},
+            "listed": [pulumi.Output.from_input(2), {"k": pulumi.Output.secret(["v"])}],
+            "output_of_a_dict": pulumi.Output.from_input({"a": 1}),
+            "awaited": pulumi.Output.from_input("x").apply(lambda v: v + "y"),
+        }
+
+    def program() -> dict[str, object]:
+        mine, theirs = exported(), exported()
+        return {**mine, **{f"{k}_from_input": pulumi.Output.from_input(v) for k, v in theirs.items()}}
+
+    outputs = run("p", "s", {}, [], program_fn=program).outputs
+    for key in ("plain", "nested_secret", "listed", "output_of_a_dict", "awaited"):
+        assert outputs[key] == outputs[f"{key}_from_input"], key
+    assert outputs["nested_secret"] == Secret({"a": {"b": "s", "c": 1}})
+    assert outputs["listed"] == Secret([2, {"k": ["v"]}]) and outputs["plain"] == {"a": {"b": 1, "c": ["x", 2]}}

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import replace_helper
 
 from pki import detkeygen, keypool, sharedqueue
 
@@ -42,17 +42,6 @@ def _counting_derivations(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
     monkeypatch.setattr(keypool.detkeygen, "rsa_key", counting)
     return here
-
-
-def _helper_script(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
-    """Replace the helper with `python -c script` (same pipes, same environment)."""
-    real = subprocess.Popen
-
-    def popen(args: list[str], **kwargs: Any) -> Any:
-        assert args[1:] == ["-m", "pki.worker"]
-        return real([sys.executable, "-c", script], **kwargs)
-
-    monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
 
 
 def _check(expected: dict[tuple[bytes, int], bytes]) -> None:
@@ -99,7 +88,7 @@ def test_a_head_start_is_finished_by_prefetch(monkeypatch: pytest.MonkeyPatch,
 ], ids=["exits-after-one", "garbage", "wrong-size", "dies"])
 def test_a_failing_helper_costs_time_never_keys(monkeypatch: pytest.MonkeyPatch, script: str,
                                                 expected: dict[tuple[bytes, int], bytes]) -> None:
-    _helper_script(monkeypatch, script)
+    replace_helper(monkeypatch, script)
     keypool.prefetch(REQUESTS)
     _check(expected)
 
