@@ -34,7 +34,7 @@ from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import ClientSpec, Subject, Validity
 from pki.revocation import certificate_authority
-from pki.sharedqueue import SharedQueue, ending_on_error, helper_workers, spawn
+from pki.sharedqueue import SharedQueue
 
 MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start; a client ~1.3 ms
 # Started by the program itself (no head start): only where the helper's start-up (~0.3 s, while
@@ -150,17 +150,15 @@ def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, ca_key: rs
     if there are at least `minimum` it may issue; a start already made stands."""
     global _started
     todo = [c for c in clients if offloaded(c)]
-    if _started is not None or len(todo) < minimum or helper_workers() < 2:
-        return
-    helper = spawn()
-    if helper is None:
+    if _started is not None or len(todo) < minimum:
         return
     state = _Issuing()
-    with ending_on_error(helper):
-        state.queue = SharedQueue(helper, todo, results=state.from_helper, encode=encode_client, decode=_answer,
-                                  ahead=_AHEAD, batch=_BATCH,
-                                  preamble=(f"issue {encode_context(seed, ca, ca_key)}", state.check_preamble))
-    _started = state
+    job = f"issue {encode_context(seed, ca, ca_key)}"
+    queue = SharedQueue.start(todo, results=state.from_helper, encode=encode_client, decode=_answer,
+                              ahead=_AHEAD, batch=_BATCH, preamble=(job, state.check_preamble))
+    if queue is not None:
+        state.queue = queue
+        _started = state
 
 
 def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[str, Issued]:

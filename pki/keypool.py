@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from pki import detkeygen
-from pki.sharedqueue import SharedQueue, ending_on_error, helper_workers, spawn
+from pki.sharedqueue import SharedQueue
 
 MIN_PARALLEL: Final = 6  # below this, starting the helper (~0.2 s) costs more than it saves
 _AHEAD: Final = 2  # keys handed to the helper before it asks: it never waits on this process's GIL
@@ -66,13 +66,9 @@ def start(requests: Iterable[Request]) -> None:
     if _pool is not None:
         _pool.add(todo)
         return
-    if len(todo) < MIN_PARALLEL or helper_workers() < 2:
-        return  # derived lazily, in this process
-    helper = spawn()
-    if helper is not None:
-        with ending_on_error(helper):
-            _pool = SharedQueue(helper, todo, results=_CACHE, encode=_encode, decode=_decode, ahead=_AHEAD,
-                                preamble=("keys", None))
+    if len(todo) >= MIN_PARALLEL:  # else derived lazily, in this process
+        _pool = SharedQueue.start(todo, results=_CACHE, encode=_encode, decode=_decode, ahead=_AHEAD,
+                                  preamble=("keys", None))
 
 
 def prefetch(requests: Iterable[Request]) -> None:

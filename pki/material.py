@@ -48,6 +48,17 @@ class PkiSpec:
     ca_generation: int = 1
     ca_key_type: KeyType = KeyType.RSA_2048
 
+    @property
+    def revoked_names(self) -> tuple[str, ...]:
+        """The revocation history, in order."""
+        return tuple(r.name for r in self.revocations)
+
+    @property
+    def active_clients(self) -> list[ClientSpec]:
+        """The clients the current CA serves (never the revoked)."""
+        revoked = set(self.revoked_names)
+        return [c for c in self.clients if c.name not in revoked]
+
 
 @dataclass(frozen=True, eq=False)
 class PkiMaterial:
@@ -69,8 +80,7 @@ class PkiMaterial:
 def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
     """Every RSA key this spec derives (CA epochs, retired CAs, server, clients), as pki.keypool
     requests: independent of each other, so they can be derived on both cores."""
-    names = tuple(r.name for r in spec.revocations)
-    revoked = set(names)
+    names = spec.revoked_names
     requests = []
     if spec.ca_key_type.is_rsa:
         labels = [(spec.ca_generation, names[:k]) for k in range(len(names) + 1)]
@@ -80,21 +90,15 @@ def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
     server = spec.server
     if server.operator is None and server.key_type.is_rsa:
         requests.append(rsa_request(seed, ("server", server.generation), server.key_type.rsa_bits))
-    requests += [rsa_request(seed, ("client", c.name, c.generation), c.key_type.rsa_bits) for c in spec.clients
-                 if c.key_type.is_rsa and c.csr_pem is None and c.name not in revoked]
+    requests += [rsa_request(seed, ("client", c.name, c.generation), c.key_type.rsa_bits)
+                 for c in spec.active_clients if c.key_type.is_rsa and c.csr_pem is None]
     return requests
-
-
-def _active_clients(spec: PkiSpec) -> list[ClientSpec]:
-    """The clients the current CA serves (never the revoked)."""
-    revoked = {r.name for r in spec.revocations}
-    return [c for c in spec.clients if c.name not in revoked]
 
 
 def _ca_definition(spec: PkiSpec) -> issuing.CaDefinition:
     """The current CA epoch's."""
-    return issuing.CaDefinition(spec.subject, spec.ca_validity, spec.ca_generation,
-                                tuple(r.name for r in spec.revocations), spec.ca_key_type)
+    return issuing.CaDefinition(spec.subject, spec.ca_validity, spec.ca_generation, spec.revoked_names,
+                                spec.ca_key_type)
 
 
 def start_deriving(seed: Seed, spec: PkiSpec) -> None:
@@ -102,7 +106,7 @@ def start_deriving(seed: Seed, spec: PkiSpec) -> None:
     return at once, for a caller with other start-up work to do first; `build_material` finishes
     the job (`stop_deriving` drops it)."""
     keypool.start(rsa_requests(seed, spec))
-    issuing.start(seed, _ca_definition(spec), _active_clients(spec))
+    issuing.start(seed, _ca_definition(spec), spec.active_clients)
     sharedqueue.release_spare()  # a helper started ahead of need that neither took
 
 
@@ -127,7 +131,6 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
     retired = retired_fingerprints(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
                                    key_type=spec.ca_key_type, revocations=spec.revocations)
     ca = epochs[-1]
-    revoked = tuple(r.name for r in spec.revocations)
     if spec.server.operator is None:
         server = ca.issue_server(list(spec.server.names), spec.server.validity,
                                  generation=spec.server.generation, key_type=spec.server.key_type)
@@ -135,8 +138,8 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
         op = spec.server.operator
         server = load_operator_certificate(op.chain_pem, op.key_pem, passphrase=op.passphrase,
                                            domains=list(spec.server.names), today=today)
-    active = _active_clients(spec)
+    active = spec.active_clients
     # no head start (e.g. under `pulumi up`): a helper still pays off for many EC or CSR clients
     issuing.start(seed, _ca_definition(spec), active, ca_key=ca.private_key, minimum=issuing.MIN_PARALLEL_LATE)
     clients = issuing.issue_clients(ca, active)
-    return PkiMaterial(ca, server, spec.server.operator is None, clients, revoked, crls, retired)
+    return PkiMaterial(ca, server, spec.server.operator is None, clients, spec.revoked_names, crls, retired)

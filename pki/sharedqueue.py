@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from queue import SimpleQueue
 from typing import IO, Final, Generic, TypeVar
@@ -44,7 +44,7 @@ _spare: subprocess.Popen[bytes] | None = None
 
 def prespawn() -> None:
     """Start a helper now, ahead of need: it loads its modules (~0.3 s) while the caller loads its
-    own. The first `spawn()` takes it; `release_spare()` (or the caller's exit) ends it otherwise."""
+    own. The first queue started takes it; `release_spare()` (or the caller's exit) ends it otherwise."""
     global _spare
     if _spare is None and helper_workers() >= 2:
         _spare = _start("--preload")
@@ -60,7 +60,7 @@ def release_spare() -> None:
         helper.wait()
 
 
-def spawn() -> subprocess.Popen[bytes] | None:
+def _spawn() -> subprocess.Popen[bytes] | None:
     """A helper: the prespawned one if it is still there, else a new one."""
     global _spare
     helper, _spare = _spare, None
@@ -69,17 +69,6 @@ def spawn() -> subprocess.Popen[bytes] | None:
     if helper is not None:
         helper.wait()
     return _start()
-
-
-@contextlib.contextmanager
-def ending_on_error(helper: subprocess.Popen[bytes]) -> Iterator[None]:
-    """Kill the helper if what should take it over fails (it would wait for input until we exit)."""
-    try:
-        yield
-    except BaseException:
-        helper.kill()
-        helper.wait()
-        raise
 
 
 def _start(*options: str) -> subprocess.Popen[bytes] | None:
@@ -126,6 +115,22 @@ class SharedQueue(Generic[R, T]):
             self._top_up()
         self._writer.start()
         self._reader.start()
+
+    @classmethod
+    def start(cls, todo: Iterable[R], *, results: dict[R, T], encode: Callable[[R], str],
+              decode: Callable[[str, R], T | None], ahead: int = 2, batch: int = 1,
+              preamble: tuple[str, Callable[[str], bool] | None] = ("", None)) -> SharedQueue[R, T] | None:
+        """A queue with its helper (the prespawned one, if any), or None when no helper may or can
+        start: the caller then does every job itself."""
+        if helper_workers() < 2 or (helper := _spawn()) is None:
+            return None
+        try:
+            return cls(helper, todo, results=results, encode=encode, decode=decode, ahead=ahead, batch=batch,
+                       preamble=preamble)
+        except BaseException:  # it would wait for input until this process exits
+            helper.kill()
+            helper.wait()
+            raise
 
     def add(self, requests: Iterable[R]) -> None:
         with self._done:

@@ -10,8 +10,7 @@ Nothing deployed yet, nothing to compare.
 from __future__ import annotations
 
 from slbmtls.offline import OfflineStack, UserError
-from slbmtls.program import retired_fingerprints
-from slbmtls.retired import retired_error
+from slbmtls.program import retired_ca_problem
 from slbmtls.stackfile import StackFileError, deployed_outputs
 
 
@@ -22,8 +21,7 @@ def guard(stack: OfflineStack) -> str:
         deployed = deployed_outputs(stack.stack_file)
     except StackFileError as exc:
         raise UserError(str(exc)) from None
-    retired = retired_fingerprints(stack.config, stack.material)
-    problem = retired_error(deployed, {"caFingerprint": planned, "retiredCaFingerprints": retired})
+    problem = retired_ca_problem(stack.config, stack.material, deployed)
     if problem is not None:
         raise UserError(f"stack {stack.name}: refusing to deploy. {problem}")
     if not deployed:

@@ -283,6 +283,10 @@ def _output_paths(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def _deletes_first(resource: dict[str, Any]) -> bool:
+    return bool((resource.get("options") or {}).get("deleteBeforeReplace"))
+
+
 def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> PlanDiff:
     """Compare two plan documents (`Plan.to_json`); resources are matched by name."""
     old = {r["name"]: r for r in before["resources"]}
@@ -297,7 +301,7 @@ def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> PlanDiff:
     for kind, name, keys in update:
         forcing = sorted(set(keys) & clb.FORCE_NEW.get(kind, frozenset()))
         if forcing:
-            replacements[name] = (forcing, bool((new[name].get("options") or {}).get("deleteBeforeReplace")))
+            replacements[name] = (forcing, _deletes_first(new[name]))
     # A replaced resource gets a new id: whatever holds that id in a ForceNew input is replaced too
     # (the load balancer's replacement takes the listener and backends with it).
     cascade = True
@@ -312,7 +316,7 @@ def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> PlanDiff:
                           if k in clb.FORCE_NEW.get(kind, frozenset()) and v in replaced_ids)
             if held:
                 reason = [f"{k} (its {replaced_ids[new[name]['inputs'][k]]} is replaced)" for k in held]
-                replacements[name] = (reason, bool((new[name].get("options") or {}).get("deleteBeforeReplace")))
+                replacements[name] = (reason, _deletes_first(new[name]))
                 if not any(n == name for _, n, _ in update):
                     update.append((kind, name, held))
                 cascade = True

@@ -149,10 +149,16 @@ def refuse_a_retired_ca(config: StackConfig, material: PkiMaterial) -> None:
         pulumi.log.warn(f"the CA was not checked against the CAs the deployed stack retired ({exc}); "
                         f"run `make guard STACK={stack}` before this update")
         return
-    problem = retired_error(deployed, {"caFingerprint": material.ca.issued.fingerprint,
-                                       "retiredCaFingerprints": retired_fingerprints(config, material)})
+    problem = retired_ca_problem(config, material, deployed)
     if problem is not None:
         raise pulumi.RunError(f"refusing to deploy stack {stack}: {problem}")
+
+
+def retired_ca_problem(config: StackConfig, material: PkiMaterial, deployed: dict[str, Any]) -> str | None:
+    """Why this config must not be deployed over the deployed stack's outputs (a CA it retired, or
+    a retired CA forgotten), or None: `make guard`'s check and the program's own."""
+    return retired_error(deployed, {"caFingerprint": material.ca.issued.fingerprint,
+                                    "retiredCaFingerprints": retired_fingerprints(config, material)})
 
 
 def build(name: str = "mtls", *, against_deployed: bool = False) -> dict[str, Any]:

@@ -7,7 +7,8 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -226,4 +227,29 @@ def replace_helper(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
         return real([sys.executable, "-c", script], **kwargs)
 
     monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
+
+
+@dataclass
+class StartedHelper:
+    process: subprocess.Popen[bytes]
+    args: list[str]
+    env: dict[str, str]
+
+
+def record_helpers(monkeypatch: pytest.MonkeyPatch,
+                   then: Callable[[subprocess.Popen[bytes]], None] | None = None) -> list[StartedHelper]:
+    """Every helper process pki.sharedqueue starts from now on, with its command line and
+    environment (`then` adjusts each one as it starts)."""
+    started: list[StartedHelper] = []
+    real = sharedqueue.subprocess.Popen
+
+    def popen(args: list[str], **kwargs: Any) -> Any:
+        process = real(args, **kwargs)
+        if then is not None:
+            then(process)
+        started.append(StartedHelper(process, list(args), dict(kwargs.get("env") or os.environ)))
+        return process
+
+    monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
+    return started
 

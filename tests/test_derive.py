@@ -110,9 +110,9 @@ def test_ca_generation_rotates_everything() -> None:
 @pytest.mark.usefixtures("own_rsa_keys")
 def test_keys_from_the_helper_process_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plans stay byte-identical whether keys were derived here or by pki.worker."""
-    from conftest import client, spec
+    from conftest import client, record_helpers, spec
 
-    from pki import Revocation, keypool, sharedqueue
+    from pki import Revocation, keypool
 
     def pems() -> str:
         keypool._CACHE.clear()
@@ -124,8 +124,6 @@ def test_keys_from_the_helper_process_are_the_same(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "1")
     alone = pems()
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
-    calls = []
-    real = sharedqueue.subprocess.Popen
-    monkeypatch.setattr(sharedqueue.subprocess, "Popen", lambda *a, **k: calls.append(a) or real(*a, **k))
+    calls = record_helpers(monkeypatch)
     assert pems() == alone
     assert calls, "the helper process was not used"

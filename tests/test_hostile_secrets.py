@@ -8,7 +8,6 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from stackrun import ROOT, TEST_SEED, project_with
@@ -101,22 +100,15 @@ def test_a_seed_from_the_pulumi_cli_stays_in_memory(tmp_path: Path, capfd: pytes
 @pytest.mark.usefixtures("own_rsa_keys")
 def test_the_key_helper_process_gets_no_seed_in_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plans with many RSA keys derive half of them in a helper process: it must not inherit PKI_SEED."""
-    import subprocess
+    from conftest import record_helpers
 
-    from pki import keypool, sharedqueue
+    from pki import keypool
 
     monkeypatch.setenv("PKI_SEED", TEST_SEED)
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
-    seen: list[dict[str, str]] = []
-    real_popen = subprocess.Popen
-
-    def recording_popen(*args: Any, **kwargs: Any) -> Any:
-        seen.append(dict(kwargs.get("env") or os.environ))
-        return real_popen(*args, **kwargs)
-
-    monkeypatch.setattr(sharedqueue.subprocess, "Popen", recording_popen)
+    seen = record_helpers(monkeypatch)
     seeds = [bytes([i]) * 16 + os.urandom(16) for i in range(keypool.MIN_PARALLEL)]
     keypool.prefetch((seed, 2048) for seed in seeds)
     assert len(seen) == 1, "the helper process did not start"
-    assert "PKI_SEED" not in seen[0] and TEST_SEED not in " ".join(seen[0].values())
+    assert "PKI_SEED" not in seen[0].env and TEST_SEED not in " ".join(seen[0].env.values())
     assert all(keypool.rsa_key(seed, 2048).key_size == 2048 for seed in seeds)  # its keys came back

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import SEED, TODAY, client, replace_helper, spec
+from conftest import SEED, TODAY, client, record_helpers, replace_helper, spec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -187,21 +187,14 @@ def test_a_head_start_for_another_ca_is_not_used(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_helper_gets_the_seed_on_its_stdin_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[list[str], dict[str, str]]] = []
-    real = subprocess.Popen
-
-    def recording(args: list[str], **kwargs: Any) -> Any:
-        seen.append((args, dict(kwargs.get("env") or os.environ)))
-        return real(args, **kwargs)
-
-    monkeypatch.setattr(sharedqueue.subprocess, "Popen", recording)
+    seen = record_helpers(monkeypatch)
     monkeypatch.setenv("PKI_SEED", SEED.secret_hex())
     start_deriving(SEED, SPEC)
     build_material(SEED, SPEC, today=TODAY)
     assert seen, "no helper started"
-    for args, env in seen:
-        assert SEED.secret_hex() not in " ".join([*args, *env.values()])
-        assert set(env) <= {"PATH", "PYTHONPATH"}
+    for helper in seen:
+        assert SEED.secret_hex() not in " ".join([*helper.args, *helper.env.values()])
+        assert set(helper.env) <= {"PATH", "PYTHONPATH"}
 
 
 def test_a_spare_helper_nobody_takes_is_ended() -> None:
@@ -232,21 +225,14 @@ def test_importing_the_queue_loads_no_heavy_module() -> None:
 def test_a_refused_client_ends_the_helper_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """A client outside its CA's lifetime is refused by this process's own issuing; the helper,
     which refused it first, is not left behind."""
-    started: list[subprocess.Popen[bytes]] = []
-    real = subprocess.Popen
-
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        started.append(real(*args, **kwargs))
-        return started[-1]
-
-    monkeypatch.setattr(sharedqueue.subprocess, "Popen", recording)
+    started = record_helpers(monkeypatch)
     too_long = client("ec-too-long", key_type=KeyType.EC_P256, validity=dataclasses.replace(
         SPEC.ca_validity, days=SPEC.ca_validity.days + 1))
     bad = dataclasses.replace(SPEC, clients=(*SPEC.clients, too_long))
     start_deriving(SEED, bad)
     with pytest.raises(PkiError, match="ec-too-long"):
         build_material(SEED, bad, today=TODAY)
-    assert started and all(p.poll() is not None for p in started)
+    assert started and all(h.process.poll() is not None for h in started)
 
 
 def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: pytest.MonkeyPatch,
@@ -288,15 +274,12 @@ def test_large_requests_and_answers_never_wedge_the_pipes(monkeypatch: pytest.Mo
     """CSRs with RSA-4096 keys, ~1.6 KB per request and ~2.4 KB per answer, through pipes shrunk
     to one page (macOS's are 16 KB, Linux's 64 KB): the requests in flight and every batch of
     answers overfill them. Neither side may wait for the other to read."""
-    real = sharedqueue.subprocess.Popen
-
-    def small_pipes(*args: Any, **kwargs: Any) -> Any:
-        helper = real(*args, **kwargs)
+    def small_pipes(helper: subprocess.Popen[bytes]) -> None:
         for pipe in (helper.stdin, helper.stdout):
+            assert pipe is not None
             fcntl.fcntl(pipe.fileno(), 1031, 4096)  # F_SETPIPE_SZ
-        return helper
 
-    monkeypatch.setattr(sharedqueue.subprocess, "Popen", small_pipes)
+    record_helpers(monkeypatch, small_pipes)
     key = rsa.generate_private_key(65537, 4096)
     csrs = []
     for i in range(60):

@@ -4,14 +4,13 @@ Whatever the helper does (finishes, dies, answers garbage), every key comes out 
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import replace_helper
+from conftest import record_helpers, replace_helper
 
-from pki import detkeygen, keypool, sharedqueue
+from pki import detkeygen, keypool
 
 REQUESTS = [(hashlib.sha256(b"keypool test %d" % i).digest(), 2048) for i in range(keypool.MIN_PARALLEL)]
 
@@ -94,16 +93,9 @@ def test_a_failing_helper_costs_time_never_keys(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_cancel_stops_the_helper(monkeypatch: pytest.MonkeyPatch, expected: dict[tuple[bytes, int], bytes]) -> None:
-    started: list[subprocess.Popen[bytes]] = []
-    real = subprocess.Popen
-
-    def popen(*args: Any, **kwargs: Any) -> Any:
-        started.append(real(*args, **kwargs))
-        return started[-1]
-
-    monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
+    started = record_helpers(monkeypatch)
     keypool.start(REQUESTS)
     keypool.cancel()
     assert len(started) == 1
-    assert started[0].poll() is not None, "the helper outlived cancel()"
+    assert started[0].process.poll() is not None, "the helper outlived cancel()"
     _check(expected)  # keys it never delivered are derived here when asked for
