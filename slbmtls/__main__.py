@@ -9,4 +9,7 @@ if {"plan", "rehearse", "verify"} & set(sys.argv[1:]):
 
 from slbmtls.cli import main
 
-sys.exit(main())
+status = main()
+if (engine := sys.modules.get("slbmtls.engine")) is not None:  # loaded only by the commands that plan
+    engine.close_event_loop()
+sys.exit(status)

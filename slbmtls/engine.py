@@ -8,7 +8,9 @@ Nothing outside this module imports `pulumi.runtime.*` internals.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
 from pulumi.runtime import config as _config
@@ -36,8 +38,42 @@ def sync_await(awaitable: Awaitable[T]) -> T:
 
 def run_program(body: Callable[[], Any]) -> None:
     """Run `body` as the engine runs a program: inside a root stack resource, waiting for every
-    registration and output to settle."""
-    sync_await(_stack.run_pulumi_func(body))
+    registration and output to settle.
+
+    The mock monitor answers registrations on the loop's executor threads and gives each thread an
+    event loop of its own that nobody closed: garbage-collected at exit, after its self-pipe, such
+    a loop printed "Exception ignored in BaseEventLoop.__del__ ... Invalid file descriptor" now and
+    then. So a run has an executor of its own and closes the loops its threads made; the engine's
+    own loop (Pulumi's futures are bound to it before the run) is closed by `close_event_loop`."""
+    loop: asyncio.AbstractEventLoop = _sync._ensure_event_loop()  # type: ignore[no-untyped-call]
+    _engine_loops.add(loop)
+    thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def give_thread_a_loop() -> None:
+        thread_loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(thread_loop)
+        thread_loops.append(thread_loop)
+
+    executor = ThreadPoolExecutor(thread_name_prefix="slb-mtls-engine", initializer=give_thread_a_loop)
+    loop.set_default_executor(executor)
+    try:
+        sync_await(_stack.run_pulumi_func(body))
+    finally:
+        executor.shutdown(wait=True)
+        for thread_loop in thread_loops:
+            thread_loop.close()
+
+
+_engine_loops: set[asyncio.AbstractEventLoop] = set()
+
+
+def close_event_loop() -> None:
+    """Close the engine's event loop, for a process done with the engine (`python -m slbmtls`,
+    before it exits; a closed loop cannot run the engine again)."""
+    while _engine_loops:
+        loop = _engine_loops.pop()
+        if not loop.is_closed() and not loop.is_running():
+            loop.close()
 
 
 def reset_root_stack() -> None:
@@ -57,6 +93,7 @@ PRIVATE_NAMES: Final = (
     ("pulumi.runtime.rpc", "UNKNOWN"),
     ("pulumi.runtime.mocks", "MockMonitor"),
     ("pulumi.runtime.sync_await", "_sync_await"),
+    ("pulumi.runtime.sync_await", "_ensure_event_loop"),
     ("pulumi.runtime.stack", "run_pulumi_func"),
     ("pulumi.runtime.settings", "ROOT"),
     ("pulumi.runtime.config", "CONFIG"),

@@ -72,3 +72,57 @@ def test_outputs_settle_as_output_from_input_resolves_them() -> None:
         assert outputs[key] == outputs[f"{key}_from_input"], key
     assert outputs["nested_secret"] == Secret({"a": {"b": "s", "c": 1}})
     assert outputs["listed"] == Secret([2, {"k": ["v"]}]) and outputs["plain"] == {"a": {"b": 1, "c": ["x", 2]}}
+
+
+def test_a_run_closes_the_event_loops_its_registration_threads_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mock monitor gives each executor thread an event loop; left open, one was collected at
+    exit after its self-pipe and printed "Exception ignored in BaseEventLoop.__del__"."""
+    import asyncio
+    import threading
+
+    import pulumi
+
+    from slbmtls.plan import run
+
+    made: list[tuple[str, asyncio.AbstractEventLoop]] = []
+    new_event_loop = asyncio.new_event_loop
+
+    def recording_new_event_loop() -> asyncio.AbstractEventLoop:
+        loop = new_event_loop()
+        made.append((threading.current_thread().name, loop))
+        return loop
+
+    monkeypatch.setattr(asyncio, "new_event_loop", recording_new_event_loop)
+
+    def program() -> dict[str, object]:
+        for i in range(8):  # registrations, answered on the executor's threads
+            pulumi.ComponentResource("test:index:Thing", f"thing-{i}")
+        return {}
+
+    run("p", "s", {}, [], program_fn=program)
+    in_threads = [(name, loop) for name, loop in made if name != "MainThread"]
+    assert in_threads, "the mock monitor no longer makes loops in its threads: this test needs a new probe"
+    assert all(loop.is_closed() for _, loop in in_threads)
+
+
+def test_the_cli_closes_the_engine_loop_before_it_exits(tmp_path: Path) -> None:
+    """`python -m slbmtls` closes the loop the engine ran on, so nothing is left to collect at exit."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import asyncio, runpy, sys\n"
+        "from slbmtls import engine\n"
+        "engine.run_program(lambda: None)\n"
+        "loop = asyncio.get_event_loop()\n"
+        "sys.argv = ['slbmtls', 'inspect', '/nonexistent/file.pem']  # fails at once, exit 2\n"
+        "try:\n"
+        "    runpy.run_module('slbmtls', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(loop.is_closed())\n")
+    done = subprocess.run([sys.executable, str(probe)], cwd=ROOT, capture_output=True, text=True, check=False,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stderr
+    assert "Exception ignored" not in done.stderr
