@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
+import ctypes.util
 import io
 import json
 import subprocess
@@ -16,7 +18,7 @@ from conftest import SEED, openssl
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pki import KeyType, PkiError, detkeygen
+from pki import KeyType, PkiError, detkeygen, libcrypto
 from pki.derive import derive_key, det_keygen_seed
 from pki.detkeygen import ec_p256_key, rsa_key
 
@@ -146,3 +148,53 @@ def test_the_primality_test_is_bpsw_not_one_miller_rabin_round() -> None:
     key = _rsa_key(base64.b64decode(str(vector["seed"])), 2048).private_numbers()
     assert detkeygen._bpsw(gmpy2.mpz(key.p)) and detkeygen._bpsw(gmpy2.mpz(key.q))
     assert not detkeygen._bpsw(gmpy2.mpz(key.p * key.q))
+
+
+_FILTERS = {"openssl": libcrypto.fermat_base2, "gmp": detkeygen._gmp_strong_base2, "none": lambda _: True}
+
+
+@pytest.mark.parametrize("name", _FILTERS)
+def test_the_composite_filter_changes_no_key(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The base-2 test before BPSW only saves time: with OpenSSL's, GMP's or none, every RSA-2048
+    vector comes out the same."""
+    if _FILTERS[name] is None:
+        pytest.skip("no libcrypto 3 on this machine")
+    monkeypatch.setattr(detkeygen, "_composite_filter", _FILTERS[name])
+    for vector in (v for v in RSA if v["bits"] == 2048):
+        key = rsa_key(base64.b64decode(str(vector["seed"])), 2048)
+        assert _der(key) == base64.b64decode(str(vector["private_key_pkcs8"]))
+
+
+def test_openssl_is_the_composite_filter_where_libcrypto_3_is() -> None:
+    """Where the speed comes from on Linux (Debian's libssl3, which the openssl command needs)."""
+    if not Path("/usr/lib/x86_64-linux-gnu/libcrypto.so.3").exists() and not ctypes.util.find_library("crypto"):
+        pytest.skip("no system libcrypto")
+    assert libcrypto.fermat_base2 is not None
+    assert detkeygen._composite_filter is libcrypto.fermat_base2
+
+
+def test_the_openssl_fermat_test_is_the_fermat_test() -> None:
+    """2^(n-1) mod n == 1: true for primes and for base-2 Fermat pseudoprimes (341, the Carmichael
+    number 561, a strong pseudoprime whose Lucas test fails), false for other composites; from
+    several threads at once (each has its own BN_CTX)."""
+    fermat = libcrypto.fermat_base2
+    if fermat is None:
+        pytest.skip("no libcrypto 3 on this machine")
+    (vector, *_) = [v for v in RSA if v["bits"] == 2048]
+    key = _rsa_key(base64.b64decode(str(vector["seed"])), 2048).private_numbers()
+    numbers = [5, 7, 9, 15, 341, 561, 2047, 3825123056546413051, 2**127 - 1, 2**127 + 1, key.p, key.q, key.p * key.q,
+               key.p * 3, (key.p << 64) + 1, *range(1001, 1201, 2)]
+
+    def expected(n: int) -> bool:
+        return bool(gmpy2.powmod(2, n - 1, n) == 1)
+
+    assert fermat(341) and fermat(561) and fermat(2047) and fermat(3825123056546413051)
+    assert not fermat(key.p * key.q) and fermat(key.p) and fermat(key.q)
+
+    def check_all() -> list[bool]:
+        return [fermat(n) == expected(n) for n in numbers * 5]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: check_all(), range(4)))
+    assert all(all(r) for r in results)
+    assert all(fermat(gmpy2.mpz(n)) == expected(n) for n in numbers)
