@@ -161,6 +161,11 @@ def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, ca_key: rs
         _started = state
 
 
+def started() -> bool:
+    """Whether a helper is issuing clients (`start` found enough to share)."""
+    return _started is not None
+
+
 def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[str, Issued]:
     """Every client's certificate from this CA, in order: the helper's where it issued them for
     this very CA, this process's for the rest."""

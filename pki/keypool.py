@@ -71,6 +71,11 @@ def start(requests: Iterable[Request]) -> None:
                                   preamble=("keys", None))
 
 
+def started() -> bool:
+    """Whether a helper is deriving keys (`start` found enough to share)."""
+    return _pool is not None
+
+
 def prefetch(requests: Iterable[Request]) -> None:
     """Derive the RSA keys not cached yet, on both cores when worth it; return when all are cached."""
     global _pool

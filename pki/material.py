@@ -101,13 +101,14 @@ def _ca_definition(spec: PkiSpec) -> issuing.CaDefinition:
                                 spec.ca_key_type)
 
 
-def start_deriving(seed: Seed, spec: PkiSpec) -> None:
+def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
     """Begin deriving the spec's RSA keys and issuing its EC and CSR clients on a second core, and
-    return at once, for a caller with other start-up work to do first; `build_material` finishes
-    the job (`stop_deriving` drops it)."""
+    return at once (whether a helper took work), for a caller with other start-up work to do first;
+    `build_material` finishes the job (`stop_deriving` drops it)."""
     keypool.start(rsa_requests(seed, spec))
     issuing.start(seed, _ca_definition(spec), spec.active_clients)
     sharedqueue.release_spare()  # a helper started ahead of need that neither took
+    return keypool.started() or issuing.started()
 
 
 def stop_deriving() -> None:

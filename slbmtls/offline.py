@@ -153,19 +153,23 @@ class OfflineStack:
         return planned
 
     def _run(self, overrides: dict[str, Any]) -> Planned:
-        if not overrides:
-            self._start_deriving()
+        helper_working = not overrides and self._start_deriving()
         try:
+            if helper_working:
+                # The program loads the provider SDK (~0.25 s) only once its material is ready, and
+                # the helper would idle meanwhile: load it now, while the helper works.
+                import slbmtls.infra  # noqa: F401
             return self._run_program(overrides)
         finally:
             stop_deriving()  # a no-op once the program's derivation finished the keys
 
-    def _start_deriving(self) -> None:
-        """Put the second core to work on the stack's RSA keys while Pulumi imports (~1 s). The
-        program derives its own material; what is started here only fills the key cache, so a
-        config it will refuse just means no head start."""
+    def _start_deriving(self) -> bool:
+        """Put the second core to work on the stack's RSA keys and EC clients while Pulumi imports
+        (~1 s), if there are enough. The program derives its own material; what is started here
+        only fills caches, so a config it will refuse just means no head start."""
         with contextlib.suppress(ConfigError, PkiError, ClockError):
-            start_deriving(self.seed, self._config_from_file().pki)
+            return start_deriving(self.seed, self._config_from_file().pki)
+        return False
 
     def _run_program(self, overrides: dict[str, Any]) -> Planned:
         import pulumi
