@@ -107,7 +107,7 @@ def _import_pulumi_meanwhile(answers: int) -> None:
 def test_the_helper_issues_and_the_certificates_are_the_same(monkeypatch: pytest.MonkeyPatch,
                                                             alone: list[str]) -> None:
     delivered = _spy(monkeypatch)
-    start_deriving(SEED, SPEC)
+    assert start_deriving(SEED, SPEC), "a helper took the clients: the offline plan loads the SDK meanwhile"
     _import_pulumi_meanwhile(8)
     assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
     assert delivered and delivered[0] >= 8, "the helper's certificates were not used"
@@ -208,7 +208,7 @@ def test_a_spare_helper_nobody_takes_is_ended() -> None:
 def test_a_small_plan_starts_no_issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
     monkeypatch.setattr(sharedqueue, "_start", lambda *options: started.append(1))
-    start_deriving(SEED, spec())  # one EC client
+    assert not start_deriving(SEED, spec())  # one EC client
     issuing.cancel()
     assert not started
 
