@@ -64,15 +64,15 @@ def _gmp_bpsw(candidate: gmpy2.mpz) -> bool:
 _bpsw: Final[Callable[[gmpy2.mpz], bool]] = _gmp_bpsw if _gmp_has_bpsw() else gmpy2.is_strong_bpsw_prp
 
 
-def _gmp_strong_base2(candidate: gmpy2.mpz) -> bool:
-    return bool(gmpy2.is_strong_prp(candidate, 2))
+def _bpsw_decides(candidate: gmpy2.mpz) -> bool:
+    return True
 
 
-# Before BPSW, one base-2 test rejects the ~70 composites per key that trial division lets through
-# (every prime passes it, so it changes no key). OpenSSL's is ~25% faster here (pki.libcrypto);
-# without it, GMP's strong base-2 test alone is ~11% faster than BPSW on a composite, as
-# mpz_probab_prime_p first trial-divides again, up to ~50,000.
-_composite_filter: Final[Callable[[gmpy2.mpz], bool]] = libcrypto.fermat_base2 or _gmp_strong_base2
+# Before BPSW, one base-2 test by OpenSSL (pki.libcrypto, ~25% faster here than GMP's) rejects the
+# ~70 composites per key that trial division lets through; every prime passes it, so it changes no
+# key. Without it BPSW alone: GMP's strong base-2 test first saves nothing per key (it is cheaper
+# on a composite, ~11%, but the two primes a key ends with then pay for it twice).
+_composite_filter: Final[Callable[[gmpy2.mpz], bool]] = libcrypto.fermat_base2 or _bpsw_decides
 
 
 _IPAD: Final = bytes(x ^ 0x36 for x in range(256))

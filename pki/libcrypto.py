@@ -8,7 +8,7 @@ so this process's other threads run meanwhile.
 
 Only a filter: every prime passes it, and a candidate it passes still goes to GMP's BPSW, so keys
 are the same with it or without it (tests/test_detkeygen.py derives the vectors both ways). Where
-no libcrypto 3 loads (another OS), `fermat_base2` is None and det-keygen asks GMP alone.
+no libcrypto 3 loads (another OS), `fermat_base2` is None and BPSW alone decides.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def _load() -> ctypes.CDLL | None:
     return None
 
 
-class _Numbers(threading.local):
-    """One BN_CTX and three BIGNUMs per thread, reused for every test (BN_CTX is not thread-safe)."""
+class _Numbers:
+    """One BN_CTX and three BIGNUMs, reused for every test in one thread (BN_CTX is not
+    thread-safe); freed when their thread ends and its thread-local storage goes."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
@@ -62,16 +63,19 @@ class _Numbers(threading.local):
 
     def __del__(self) -> None:
         for bn in (self.n, self.exponent, self.result):
-            self._lib.BN_free(bn)
+            self._lib.BN_free(bn)  # NULL-safe
         self._lib.BN_CTX_free(self.ctx)
 
 
 def _fermat_base2(lib: ctypes.CDLL) -> Callable[[int], bool]:
-    numbers = _Numbers(lib)
+    local = threading.local()
 
     def fermat_base2(n: int) -> bool:
         """False only for a composite n (odd, > 3): 2^(n-1) mod n is not 1. True when it is, or
         when libcrypto failed (out of memory): the BPSW test that follows decides then."""
+        numbers = getattr(local, "numbers", None)
+        if numbers is None:
+            numbers = local.numbers = _Numbers(lib)
         data = int(n).to_bytes((n.bit_length() + 7) // 8, "big")
         m, e, r = numbers.n, numbers.exponent, numbers.result
         if not (numbers.ctx and m and e and r and lib.BN_bin2bn(data, len(data), m) and lib.BN_copy(e, m)
