@@ -9,7 +9,9 @@ if {"plan", "rehearse", "verify"} & set(sys.argv[1:]):
 
 from slbmtls.cli import main
 
-status = main()
-if (engine := sys.modules.get("slbmtls.engine")) is not None:  # loaded only by the commands that plan
-    engine.close_event_loop()
+try:
+    status = main()
+finally:
+    if (engine := sys.modules.get("slbmtls.engine")) is not None:  # loaded only by the commands that plan
+        engine.close_event_loop()
 sys.exit(status)

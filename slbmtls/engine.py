@@ -43,35 +43,51 @@ def run_program(body: Callable[[], Any]) -> None:
     The mock monitor answers registrations on the loop's executor threads and gives each thread an
     event loop of its own that nobody closed: garbage-collected at exit, after its self-pipe, such
     a loop printed "Exception ignored in BaseEventLoop.__del__ ... Invalid file descriptor" now and
-    then. So a run has an executor of its own and closes the loops its threads made; the engine's
-    own loop (Pulumi's futures are bound to it before the run) is closed by `close_event_loop`."""
+    then. So the engine's loop gets an executor of ours (the loops its threads make are recorded),
+    and after a run that executor's threads end and their loops are closed; a fresh executor (no
+    thread until used) takes its place. The engine's own loop, to which Pulumi binds futures
+    before the run, is closed by `close_event_loop`."""
     loop: asyncio.AbstractEventLoop = _sync._ensure_event_loop()  # type: ignore[no-untyped-call]
-    _engine_loops.add(loop)
-    thread_loops: list[asyncio.AbstractEventLoop] = []
-
-    def give_thread_a_loop() -> None:
-        thread_loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(thread_loop)
-        thread_loops.append(thread_loop)
-
-    executor = ThreadPoolExecutor(thread_name_prefix="slb-mtls-engine", initializer=give_thread_a_loop)
-    loop.set_default_executor(executor)
+    executor = _executors.get(loop) or _new_executor(loop)
     try:
         sync_await(_stack.run_pulumi_func(body))
     finally:
-        executor.shutdown(wait=True)
-        for thread_loop in thread_loops:
+        _new_executor(loop)
+        _retire(executor)
+
+
+_executors: dict[asyncio.AbstractEventLoop, ThreadPoolExecutor] = {}  # each engine loop's executor
+_thread_loops: list[asyncio.AbstractEventLoop] = []  # made by our executors' threads, not closed yet
+
+
+def _give_thread_a_loop() -> None:
+    thread_loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(thread_loop)
+    _thread_loops.append(thread_loop)
+
+
+def _new_executor(loop: asyncio.AbstractEventLoop) -> ThreadPoolExecutor:
+    executor = _executors[loop] = ThreadPoolExecutor(thread_name_prefix="slb-mtls-engine",
+                                                     initializer=_give_thread_a_loop)
+    loop.set_default_executor(executor)
+    return executor
+
+
+def _retire(executor: ThreadPoolExecutor) -> None:
+    """End the executor's threads, then close the loops they made (a loop no thread runs)."""
+    executor.shutdown(wait=True)
+    while _thread_loops:
+        thread_loop = _thread_loops.pop()
+        if not thread_loop.is_running():
             thread_loop.close()
-
-
-_engine_loops: set[asyncio.AbstractEventLoop] = set()
 
 
 def close_event_loop() -> None:
     """Close the engine's event loop, for a process done with the engine (`python -m slbmtls`,
     before it exits; a closed loop cannot run the engine again)."""
-    while _engine_loops:
-        loop = _engine_loops.pop()
+    for loop, executor in list(_executors.items()):
+        del _executors[loop]
+        _retire(executor)
         if not loop.is_closed() and not loop.is_running():
             loop.close()
 

@@ -126,3 +126,16 @@ def test_the_cli_closes_the_engine_loop_before_it_exits(tmp_path: Path) -> None:
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert done.stdout.strip().splitlines()[-1] == "True", done.stderr
     assert "Exception ignored" not in done.stderr
+
+
+def test_after_a_run_the_engine_loop_still_has_a_working_executor() -> None:
+    """A run retires its executor (its threads end, their loops close) and leaves a fresh one."""
+    import asyncio
+
+    from slbmtls.plan import run
+
+    run("p", "s", {}, [], program_fn=dict)
+    loop = asyncio.get_event_loop()
+    assert engine.sync_await(loop.run_in_executor(None, lambda: 42)) == 42
+    run("p", "s", {}, [], program_fn=dict)  # and the next run retires that one's thread too
+    assert engine._thread_loops == []
