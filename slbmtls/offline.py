@@ -153,9 +153,8 @@ class OfflineStack:
         return planned
 
     def _run(self, overrides: dict[str, Any]) -> Planned:
-        helper_working = not overrides and self._start_deriving()
         try:
-            if helper_working:
+            if not overrides and self._start_deriving():
                 # The program loads the provider SDK (~0.25 s) only once its material is ready, and
                 # the helper would idle meanwhile: load it now, while the helper works.
                 import slbmtls.infra  # noqa: F401

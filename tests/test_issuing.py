@@ -208,7 +208,7 @@ def test_a_spare_helper_nobody_takes_is_ended() -> None:
 def test_a_small_plan_starts_no_issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
     monkeypatch.setattr(sharedqueue, "_start", lambda *options: started.append(1))
-    assert not start_deriving(SEED, spec())  # one EC client
+    assert start_deriving(SEED, spec()) is False  # one EC client
     issuing.cancel()
     assert not started
 
@@ -303,3 +303,37 @@ def test_large_requests_and_answers_never_wedge_the_pipes(monkeypatch: pytest.Mo
     worker.join(timeout=120)
     assert not worker.is_alive(), "the plan and its helper wait on each other"
     assert outcome == [expected] and delivered[0] == len(csrs)
+
+
+def test_an_offline_plan_loads_the_sdk_while_the_helper_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a helper at work, the offline plan imports the provider SDK before the program needs
+    its material (it would idle through that import otherwise); the helper is stopped whatever
+    happens next."""
+    from stackrun import ROOT, TEST_SEED
+
+    from slbmtls import offline, program
+    from slbmtls.offline import OfflineStack
+    from slbmtls.stackfile import load_stack
+
+    stopped: list[int] = []
+    monkeypatch.setattr(offline, "start_deriving", lambda seed, spec: True)
+    monkeypatch.setattr(offline, "stop_deriving", lambda: stopped.append(1))
+    import slbmtls
+
+    monkeypatch.delitem(sys.modules, "slbmtls.infra", raising=False)  # both restored afterwards
+    monkeypatch.delattr(slbmtls, "infra", raising=False)
+    loaded_first: list[bool] = []
+
+    def prepare() -> None:
+        loaded_first.append("slbmtls.infra" in sys.modules)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(program, "prepare", prepare)
+    with pytest.raises(KeyboardInterrupt):
+        OfflineStack(load_stack(ROOT, "dev"), TEST_SEED, "test", {}).plan()
+    assert loaded_first == [True] and stopped == [1]
+
+    monkeypatch.setitem(sys.modules, "slbmtls.infra", None)  # the import itself fails
+    with pytest.raises(ImportError):
+        OfflineStack(load_stack(ROOT, "dev"), TEST_SEED, "test", {}).plan()
+    assert stopped == [1, 1]
