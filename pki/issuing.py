@@ -176,6 +176,7 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
         queue = state.queue
         try:
             queue.add(c for c in clients if offloaded(c))
+            queue.retain(clients)  # not a client a head start queued that is not among these
             while (client := queue.take()) is not None:  # nobody started these: from the back
                 mine[client] = ca.issue_client(client)
             # The helper has the rest, front first. Take its answers from the front as they come

@@ -79,10 +79,12 @@ def started() -> bool:
 def prefetch(requests: Iterable[Request]) -> None:
     """Derive the RSA keys not cached yet, on both cores when worth it; return when all are cached."""
     global _pool
+    requests = list(requests)
     start(requests)
     if _pool is not None:
         pool = _pool
         try:
+            pool.retain(requests)  # not a key a head start queued that this caller does not need
             pool.finish(lambda request: rsa_key(*request))  # rsa_key() meanwhile waits for the helper's keys
         finally:
             _pool = None

@@ -138,6 +138,14 @@ class SharedQueue(Generic[R, T]):
             self._queue.extend(r for r in requests if r not in known and r not in self._results)
             self._top_up()
 
+    def retain(self, keep: Iterable[R]) -> None:
+        """Forget the queued jobs not in `keep` (a head start may have queued more than the caller
+        turned out to need); what the helper already holds it finishes."""
+        wanted = set(keep)
+        with self._done:
+            self._queue = deque(r for r in self._queue if r in wanted)
+            self._top_up()
+
     def _write(self, requests: IO[bytes]) -> None:
         try:
             while (lines := self._outbox.get()) is not None:

@@ -7,7 +7,6 @@ must hold for bundles re-derived from the seed (kept in a private temporary fold
 
 from __future__ import annotations
 
-import shutil
 import socket
 import sys
 from urllib.parse import urlsplit
@@ -19,21 +18,21 @@ from slbmtls.rehearsal.probes import Endpoint, Probes
 from slbmtls.rehearsal.processes import Workdir
 from slbmtls.rehearsal.report import Report
 from slbmtls.rehearsal.spec import ECDHE_ONLY, POLICY_TLS_VERSIONS
-from slbmtls.stackfile import run_pulumi
+from slbmtls.stackfile import StackFileError, deployed_outputs
 
 __all__ = ["verify"]
 
 
 def stack_url(stack: OfflineStack) -> str:
     """The stack's `url` output, through the pulumi CLI."""
-    if shutil.which("pulumi") is None:
-        raise UserError("no URL given and the pulumi CLI is not installed to read the stack's `url` output; "
-                        "pass it: make verify STACK=<stack> URL=https://<address>:<port>")
-    result = run_pulumi(stack.stack_file, "stack", "output", "url")
-    if result.returncode != 0 or not result.stdout.strip():
-        raise UserError(f"`pulumi stack output url --stack {stack.name}` failed ({result.stderr.strip()[:200]}); "
-                        "pass URL=https://<address>:<port>")
-    return result.stdout.strip()
+    ask = "pass it: make verify STACK=<stack> URL=https://<address>:<port>"
+    try:
+        url = deployed_outputs(stack.stack_file).get("url")
+    except StackFileError as exc:
+        raise UserError(f"no URL given and the stack's `url` output cannot be read ({exc}); {ask}") from None
+    if not isinstance(url, str) or not url.strip():
+        raise UserError(f"no URL given and stack {stack.name} has no `url` output (not deployed yet?); {ask}")
+    return url.strip()
 
 
 def host_port(url: str) -> tuple[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,13 @@ def record_helpers(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(sharedqueue.subprocess, "Popen", popen)
     return started
 
+
+def fake_pulumi(tmp_path: Path, outputs: dict[str, object] | None) -> Path:
+    """A `pulumi` on PATH whose `stack output --json` prints `outputs` (None: the command fails)."""
+    tools = tmp_path / "bin"
+    tools.mkdir(parents=True)
+    script = tools / "pulumi"
+    body = f"cat <<'JSON'\n{json.dumps(outputs)}\nJSON" if outputs is not None else "echo 'no stack named dev' >&2; exit 255"
+    script.write_text(f"#!/bin/sh\nenv > '{tools}/env'\n[ \"$1 $2 $3\" = 'stack output --json' ] || exit 3\n{body}\n")
+    script.chmod(0o755)
+    return tools

@@ -8,26 +8,16 @@ from pathlib import Path
 
 import pulumi
 import pytest
+from conftest import fake_pulumi
 from stackrun import ROOT, TEST_SEED, plan_as_the_engine_runs_it, plan_stack
 
 from slbmtls.cli import main
 from slbmtls.plan import Plan
 
 
-def _fake_pulumi(tmp_path: Path, outputs: dict[str, object] | None) -> Path:
-    """A `pulumi` on PATH whose `stack output --json` prints `outputs` (None: the command fails)."""
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    script = tools / "pulumi"
-    body = f"cat <<'JSON'\n{json.dumps(outputs)}\nJSON" if outputs is not None else "echo 'no stack named dev' >&2; exit 255"
-    script.write_text(f"#!/bin/sh\nenv > '{tools}/env'\n[ \"$1 $2 $3\" = 'stack output --json' ] || exit 3\n{body}\n")
-    script.chmod(0o755)
-    return tools
-
-
 def _guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
            outputs: dict[str, object] | None) -> tuple[int, str]:
-    monkeypatch.setenv("PATH", f"{_fake_pulumi(tmp_path, outputs)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{fake_pulumi(tmp_path, outputs)}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PKI_SEED", TEST_SEED)
     code = main(["--project-dir", str(ROOT), "guard", "--stack", "dev"])
     captured = capsys.readouterr()
@@ -77,7 +67,7 @@ def test_an_unreadable_stack_is_a_message(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def _engine_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outputs: dict[str, object] | None) -> Plan:
-    monkeypatch.setenv("PATH", f"{_fake_pulumi(tmp_path, outputs)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{fake_pulumi(tmp_path, outputs)}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"slb-mtls:pkiSeed": TEST_SEED}))  # as the engine sets it
     monkeypatch.chdir(ROOT)
     return plan_as_the_engine_runs_it()

@@ -4,6 +4,7 @@ config, then clb and pki. A cycle, or an import against that order, fails here."
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 from stackrun import ROOT
@@ -95,3 +96,17 @@ def test_nothing_writes_the_environment() -> None:
             if needle in text:
                 offenders.append(f"{path.relative_to(ROOT)}: {needle}")
     assert offenders == []
+
+
+def test_pki_lazy_exports_list_each_name_once_in_all_three_places() -> None:
+    """pki/__init__.py names its exports three times (imports for type checkers, the lazy map,
+    __all__): a name missing from the map would pass mypy and fail at run time."""
+    import pki
+
+    tree = ast.parse(Path(pki.__file__).read_text())
+    typed = {alias.name for node in ast.walk(tree) if isinstance(node, ast.If)
+             for stmt in node.body if isinstance(stmt, ast.ImportFrom) for alias in stmt.names}
+    assert typed == set(pki._MODULE_OF) == set(pki.__all__)
+    assert len(pki.__all__) == len(set(pki.__all__))
+    for name in pki.__all__:
+        assert getattr(pki, name) is getattr(importlib.import_module(pki._MODULE_OF[name]), name)

@@ -68,6 +68,22 @@ def test_a_head_start_is_finished_by_prefetch(monkeypatch: pytest.MonkeyPatch,
     _check(expected)
 
 
+def test_prefetch_derives_no_key_a_head_start_queued_and_the_caller_does_not_need(
+        monkeypatch: pytest.MonkeyPatch, expected: dict[tuple[bytes, int], bytes]) -> None:
+    """E.g. the server key of a stack that brings its own certificate: the head start reads the
+    config without it, the program does not need that key."""
+    queued = sorted(REQUESTS, key=lambda r: (-r[1], r[0]))  # keypool's order: the helper takes the front
+    needed, not_needed = queued[:-2], queued[-2:]  # this process would start from the back
+    keypool.start(REQUESTS)
+    here = _counting_derivations(monkeypatch)
+    keypool.prefetch(needed)
+    assert all(r in keypool._CACHE for r in needed)
+    assert not {seed for seed, _ in not_needed} & set(here)
+    assert not any(r in keypool._CACHE for r in not_needed)  # and the helper was not handed them either
+    for r in needed:
+        assert keypool.rsa_key(*r).private_numbers().p.to_bytes(128, "big") == expected[r]
+
+
 @pytest.mark.parametrize("script", [
     # exits after delivering one real key
     "import sys\nfrom pki import detkeygen\nfrom cryptography.hazmat.primitives import serialization as s\n"

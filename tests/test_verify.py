@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import fake_pulumi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,7 +29,7 @@ from cryptography.x509.oid import NameOID
 from stackrun import ROOT, TEST_SEED, run_cli
 
 from slbmtls import cli
-from slbmtls.offline import OfflineStack
+from slbmtls.offline import OfflineStack, UserError
 from slbmtls.rehearsal.backends import Backend
 from slbmtls.rehearsal.haproxy import HAProxy
 from slbmtls.rehearsal.probes import TLS_VERSIONS, Credential, Endpoint, offered
@@ -335,3 +337,19 @@ def test_what_needs_no_plan_is_refused_before_planning(monkeypatch: pytest.Monke
     monkeypatch.setattr(OfflineStack, "plan", plan)
     assert cli.main(["verify", "--stack", "dev", *args]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_without_url_it_reads_the_stack_url_output(dev: OfflineStack, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through `pulumi stack output --json` (stackfile.deployed_outputs), as `make guard` reads it."""
+    from slbmtls.verify import stack_url
+
+    for i, (outputs, expected) in enumerate([({"url": "https://203.0.113.7:443\n"}, "https://203.0.113.7:443"),
+                                             ({}, "has no `url` output"), (None, "cannot be read")]):
+        monkeypatch.setenv("PATH", f"{fake_pulumi(tmp_path / str(i), outputs)}{os.pathsep}/usr/bin:/bin")
+        if outputs and "url" in outputs:
+            assert stack_url(dev) == expected
+        else:
+            with pytest.raises(UserError, match=expected) as refused:
+                stack_url(dev)
+            assert "pass it: make verify STACK=<stack> URL=https://" in str(refused.value)
