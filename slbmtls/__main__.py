@@ -7,11 +7,11 @@ from pki import sharedqueue
 if {"plan", "rehearse", "verify"} & set(sys.argv[1:]):
     sharedqueue.prespawn()
 
-from slbmtls.cli import main
+from slbmtls.cli import exit_without_teardown, main
 
 try:
     status = main()
 finally:
     if (engine := sys.modules.get("slbmtls.engine")) is not None:  # loaded only by the commands that plan
         engine.close_event_loop()
-sys.exit(status)
+exit_without_teardown(status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,36 @@ def test_an_existing_report_json_is_refused_before_the_rehearsal_runs(tmp_path: 
     err = capsys.readouterr().err
     assert f"REPORT_JSON={report}" in err and "rehearsing" not in err
     assert report.read_text() == "earlier report"
+
+
+def _exit_probe(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    """A process that ends through cli.exit_without_teardown after `body`."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import atexit, sys, threading, time\nfrom slbmtls.cli import exit_without_teardown\n" + body)
+    return subprocess.run([sys.executable, str(probe)], cwd=ROOT, capture_output=True,
+                          text=True, check=False, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+
+
+def test_the_exit_without_teardown_still_runs_atexit_and_flushes_with_the_status(tmp_path: Path) -> None:
+    """The CLI skips the interpreter's teardown, not what an exit must do: atexit handlers (the
+    spare helper, temporary directories) run, buffered output is complete, the status is kept."""
+    marker = tmp_path / "atexit-ran"
+    done = _exit_probe(tmp_path, f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
+                                 "sys.stdout.write('x' * 200000)  # buffered, not flushed\n"
+                                 "print('last line', file=sys.stderr)\n"
+                                 "exit_without_teardown(3)\n")
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "x" * 200000
+    assert done.stderr == "last line\n"
+    assert marker.read_text() == "yes"
+
+
+def test_the_exit_without_teardown_waits_for_a_thread_still_working(tmp_path: Path) -> None:
+    """A non-daemon thread still running gets the interpreter's usual exit, which waits for it."""
+    done = _exit_probe(tmp_path, "def work():\n"
+                                 "    time.sleep(0.3)\n"
+                                 "    print('thread done', flush=True)\n"
+                                 "threading.Thread(target=work).start()\n"
+                                 "exit_without_teardown(0)\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "thread done\n"

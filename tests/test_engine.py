@@ -113,7 +113,8 @@ def test_the_cli_closes_the_engine_loop_before_it_exits(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import asyncio, runpy, sys\n"
-        "from slbmtls import engine\n"
+        "from slbmtls import cli, engine\n"
+        "cli.exit_without_teardown = sys.exit  # so that this probe goes on after the CLI's exit\n"
         "engine.run_program(lambda: None)\n"
         "loop = asyncio.get_event_loop()\n"
         "sys.argv = ['slbmtls', 'inspect', '/nonexistent/file.pem']  # fails at once, exit 2\n"
