@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 STACK ?= dev
+# Bytecode is written even where PYTHONDONTWRITEBYTECODE is set (into the gitignored __pycache__):
+# without it every command recompiles slbmtls and pki (~0.12 s per plan, and again in its helper
+# process), and every test worker redoes pytest's assertion rewriting (~3 s each).
+unexport PYTHONDONTWRITEBYTECODE
 
 # The user's values reach commands only through the environment ("$$STACK"), never pasted into
 # recipe text, where `make plan 'STACK=dev; echo INJECTED'` ran the injected command. $(value ...)
@@ -48,10 +52,8 @@ unit: $(STAMP)
 	# 3 workers on 2 cores: one can wait on HAProxy's health checks while two compute; a 4th worker
 	# costs more (its start-up and collection, and everything memoised per process done once more)
 	# than the waits it would overlap. worksteal keeps each file's tests together (shared plans) and
-	# lets an idle worker take tests queued behind a slow one. Bytecode is written even where
-	# PYTHONDONTWRITEBYTECODE is set: otherwise every worker redoes pytest's assertion rewriting
-	# (~3 s each) and every CLI subprocess recompiles slbmtls and pki.
-	env -u PYTHONDONTWRITEBYTECODE $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 3 --dist worksteal -q
+	# lets an idle worker take tests queued behind a slow one.
+	env $(foreach v,$(USER_VARS),-u $(v)) $(VENV)/bin/pytest -n 3 --dist worksteal -q
 
 plan: $(STAMP)
 	@$(CHECK_STACK)
