@@ -1,17 +1,18 @@
-"""Client certificates issued on two cores when a plan has many that derive no RSA key.
+"""Client certificates issued on two cores when a plan has enough of them.
 
-Each client certificate costs one RSA signature by the CA (~1 ms here; CLB takes only RSA CAs) and
-cryptography holds the GIL while signing, so threads would not help. A helper process
-(`python -m pki.worker`) builds the same CA and issues from the front of a shared queue while
-this process issues from the back (pki.sharedqueue). Started early (the offline tools start it
-while Pulumi imports), it has usually finished before the program asks.
+Each client certificate costs one RSA signature by the CA (~1 ms here; CLB takes only RSA CAs),
+and an RSA client's det-keygen key ~30 times that; cryptography holds the GIL while signing, so
+threads would not help. A helper process (`python -m pki.worker`) builds the same CA and issues
+from the front of a shared queue while this process issues from the back (pki.sharedqueue), keys
+and certificates together, so no phase of a plan runs on one core only. Started early (the offline
+tools start it while Pulumi imports), it has usually issued most of them before the program asks.
 
-Only clients with an EC key or a CSR go to the helper: an RSA client's key comes from pki.keypool.
 The helper needs the stack seed (client keys and serials are derived from it): it arrives on the
 helper's stdin, never in its environment or command line, with the CA's key when this process has
 it already, and the helper writes only to this process's pipe. Its first answer is its CA
 certificate's fingerprint; its certificates are used only when that fingerprint is the one of the
-CA this process built, so plans stay byte-identical whoever issued what.
+CA this process built, and each with a key of the kind asked for that matches it, so plans stay
+byte-identical whoever issued what.
 """
 
 from __future__ import annotations
@@ -36,12 +37,16 @@ from pki.model import ClientSpec, Subject, Validity
 from pki.revocation import certificate_authority
 from pki.sharedqueue import SharedQueue
 
-MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start; a client ~1.3 ms
+# Work is counted in EC clients (~1.3 ms each, the CA's signature): an RSA client's det-keygen key
+# costs ~27 of them at 2048 bits, and ~2.3 and ~6 times that at 3072 and 4096 bits.
+_RSA_CLIENT_COST: Final = {2048: 27, 3072: 62, 4096: 160}
+MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start
 # Started by the program itself (no head start): only where the helper's start-up (~0.3 s, while
 # this process issues alone) is soon repaid.
 MIN_PARALLEL_LATE: Final = 256
-# Up to 48 clients handed over, 24 at a time, answered 16 at a time (pki.worker): the helper never
-# waits for this process, whose reader thread wakes every ~20 ms, not for every client.
+# Up to 48 clients handed over, 24 at a time, answered every ~20 ms of work (pki.worker): the
+# helper never waits for this process, whose reader thread wakes every ~20 ms, not for every
+# client. What the helper still holds at the end, this process issues from the back meanwhile.
 _AHEAD: Final = 48
 _BATCH: Final = 24
 
@@ -57,9 +62,11 @@ class CaDefinition:
     key_type: KeyType
 
 
-def offloaded(client: ClientSpec) -> bool:
-    """Whether the helper may issue this client: it derives no RSA key (EC key, or a CSR)."""
-    return client.csr_pem is not None or not client.key_type.is_rsa
+def cost(client: ClientSpec) -> int:
+    """What issuing this client costs, in EC clients."""
+    if client.csr_pem is not None or not client.key_type.is_rsa:
+        return 1
+    return _RSA_CLIENT_COST[client.key_type.rsa_bits]
 
 
 @dataclass(eq=False)
@@ -133,8 +140,15 @@ def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | 
         certificate = x509.load_der_x509_certificate(cert_der)
         if client.csr_pem is not None or key_der is None:
             return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
-        key = load_der_private_key(key_der, None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != certificate.public_key():
+        # Not OpenSSL's RSA key check: it re-tests both primes (ms per key), which det-keygen did.
+        key = load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+        if isinstance(key, rsa.RSAPrivateKey):
+            wanted = client.key_type.is_rsa and key.key_size == client.key_type.rsa_bits
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            wanted = not client.key_type.is_rsa
+        else:
+            return None
+        if not wanted or key.public_key() != certificate.public_key():
             return None
         return Issued(certificate, key)
     except (ValueError, TypeError, UnsupportedAlgorithm):  # not DER, or not a key this asks for
@@ -147,14 +161,13 @@ _started: _Issuing | None = None
 def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, ca_key: rsa.RSAPrivateKey | None = None,
           minimum: int = MIN_PARALLEL) -> None:
     """Begin issuing these clients in the helper process, without waiting (see `issue_clients`),
-    if there are at least `minimum` it may issue; a start already made stands."""
+    if they cost at least `minimum` EC clients; a start already made stands."""
     global _started
-    todo = [c for c in clients if offloaded(c)]
-    if _started is not None or len(todo) < minimum:
+    if _started is not None or sum(cost(c) for c in clients) < minimum:
         return
     state = _Issuing()
     job = f"issue {encode_context(seed, ca, ca_key)}"
-    queue = SharedQueue.start(todo, results=state.from_helper, encode=encode_client, decode=_answer,
+    queue = SharedQueue.start(clients, results=state.from_helper, encode=encode_client, decode=_answer,
                               ahead=_AHEAD, batch=_BATCH, preamble=(job, state.check_preamble))
     if queue is not None:
         state.queue = queue
@@ -175,14 +188,14 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
     if state is not None:
         queue = state.queue
         try:
-            queue.add(c for c in clients if offloaded(c))
+            queue.add(clients)
             queue.retain(clients)  # not a client a head start queued that is not among these
             while (client := queue.take()) is not None:  # nobody started these: from the back
                 mine[client] = ca.issue_client(client)
             # The helper has the rest, front first. Take its answers from the front as they come
             # and issue from the back here meanwhile: the two meet in the middle, and nothing
             # waits for the helper's last batch.
-            left = deque(c for c in clients if offloaded(c) and c not in mine)
+            left = deque(c for c in clients if c not in mine)
             while left:
                 answer = state.from_helper.get(left[0])
                 issued = None

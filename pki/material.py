@@ -78,8 +78,9 @@ class PkiMaterial:
 
 
 def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
-    """Every RSA key this spec derives (CA epochs, retired CAs, server, clients), as pki.keypool
-    requests: independent of each other, so they can be derived on both cores."""
+    """The RSA keys this spec derives before it issues clients (CA epochs, retired CAs, server),
+    as pki.keypool requests: independent of each other, so they can be derived on both cores.
+    Client keys are derived where their certificates are issued (pki.issuing)."""
     names = spec.revoked_names
     requests = []
     if spec.ca_key_type.is_rsa:
@@ -90,8 +91,6 @@ def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
     server = spec.server
     if server.operator is None and server.key_type.is_rsa:
         requests.append(rsa_request(seed, ("server", server.generation), server.key_type.rsa_bits))
-    requests += [rsa_request(seed, ("client", c.name, c.generation), c.key_type.rsa_bits)
-                 for c in spec.active_clients if c.key_type.is_rsa and c.csr_pem is None]
     return requests
 
 
@@ -102,7 +101,7 @@ def _ca_definition(spec: PkiSpec) -> issuing.CaDefinition:
 
 
 def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
-    """Begin deriving the spec's RSA keys and issuing its EC and CSR clients on a second core, and
+    """Begin deriving the spec's CA and server keys and issuing its clients on a second core, and
     return at once (whether a helper took work), for a caller with other start-up work to do first;
     `build_material` finishes the job (`stop_deriving` drops it)."""
     keypool.start(rsa_requests(seed, spec))
@@ -140,7 +139,7 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
         server = load_operator_certificate(op.chain_pem, op.key_pem, passphrase=op.passphrase,
                                            domains=list(spec.server.names), today=today)
     active = spec.active_clients
-    # no head start (e.g. under `pulumi up`): a helper still pays off for many EC or CSR clients
+    # no head start (e.g. under `pulumi up`): a helper still pays off for many clients
     issuing.start(seed, _ca_definition(spec), active, ca_key=ca.private_key, minimum=issuing.MIN_PARALLEL_LATE)
     clients = issuing.issue_clients(ca, active)
     return PkiMaterial(ca, server, spec.server.operator is None, clients, spec.revoked_names, crls, retired)

@@ -11,15 +11,17 @@ whatever it did not deliver.
   det-keygen's RSA key.
 - "issue CONTEXT" (JSON: the stack seed, the CA's definition, maybe its key; see pki.issuing):
   answers its CA certificate's SHA-256 fingerprint (hex) at once; requests are clients (JSON),
-  answers "CERT-DER-HEX KEY-DER-HEX" (key "-" for a certificate made from a CSR).
+  answers "CERT-DER-HEX KEY-DER-HEX" (the key as PKCS#8; "-" for a certificate made from a CSR).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from queue import SimpleQueue
+from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 
@@ -28,14 +30,17 @@ from pki.derive import pkcs8_der
 
 
 class _Channel:
-    """Request lines in (stdin), answer lines out (stdout). Answers leave `every` at a time, and
-    always before the helper waits for input (its parent may be waiting for them to send more):
-    its parent's reader thread then wakes once per batch, not for every answer. Input is read by a
-    thread of its own, so the parent's requests never wait on this process's answers."""
+    """Request lines in (stdin), answer lines out (stdout). Answers leave every ~20 ms of work
+    (an RSA key each, EC certificates ~15 at a time), and always before the helper waits for input
+    (its parent may be waiting for them to send more): its parent's reader thread then wakes once
+    per batch, not for every answer. Input is read by a thread of its own, so the parent's requests
+    never wait on this process's answers."""
+
+    EVERY: Final = 0.02  # seconds
 
     def __init__(self) -> None:
-        self.every = 1
         self._pending: list[str] = []
+        self._flushed = time.monotonic()
         self._lines: SimpleQueue[str | None] = SimpleQueue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -56,7 +61,7 @@ class _Channel:
 
     def answer(self, line: str) -> None:
         self._pending.append(line)
-        if len(self._pending) >= self.every:
+        if time.monotonic() - self._flushed >= self.EVERY:
             self.flush()
 
     def flush(self) -> None:
@@ -64,6 +69,7 @@ class _Channel:
             sys.stdout.buffer.write("".join(f"{line}\n" for line in self._pending).encode())
             sys.stdout.buffer.flush()
             self._pending.clear()
+        self._flushed = time.monotonic()
 
 
 def derive_keys(channel: _Channel, requests: Iterator[str]) -> None:
@@ -78,7 +84,7 @@ def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> N
 
     authority = issuing_authority(context)
     channel.answer(authority.issued.fingerprint)
-    channel.every = 16  # ~20 ms of work per batch
+    channel.flush()
     for line in requests:
         issued = authority.issue_client(decode_client(line))
         der = issued.certificate.public_bytes(serialization.Encoding.DER).hex()

@@ -167,7 +167,8 @@ def _session_rsa_keys(tmp_path_factory: pytest.TempPathFactory, pytestconfig: py
 
 
 # pki.issuing's helper process derives its CA key afresh (~0.3 s of CPU with its start-up) for every
-# plan with 16+ EC or CSR clients: off by default here, on for the tests about it (`issuing_helper`).
+# plan with enough clients (16+ EC or CSR, or one RSA): off by default here, on for the tests about it
+# (`issuing_helper`).
 # Whoever issues, the certificates are the same (tests/test_issuing.py).
 _REAL_ISSUING_START = issuing.start
 

@@ -45,7 +45,7 @@ def _csr(name: str) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-# 20 EC clients, 2 from CSRs, 2 RSA (never offloaded), one revoked: a CA of epoch 1, not 0
+# 20 EC clients, 2 from CSRs, 2 RSA, one revoked: a CA of epoch 1, not 0
 SPEC: PkiSpec = spec(
     (Revocation("ec-03"),),
     clients=(*(client(f"ec-{i:02d}", key_type=KeyType.EC_P256) for i in range(20)),
@@ -136,17 +136,34 @@ def test_both_ends_meet_in_the_middle(monkeypatch: pytest.MonkeyPatch, alone: li
     start_deriving(SEED, SPEC)
     _import_pulumi_meanwhile(2)
     assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
-    offloaded = [c.name for c in SPEC.clients if issuing.offloaded(c) and c.name != "ec-03"]
-    from_here = [n for n in here if n in offloaded]
+    active = [c.name for c in SPEC.active_clients]
+    from_here = [n for n in here if n in active]
     assert delivered[0] >= 2 and from_here, "one side did everything"
     assert len(from_here) == len(set(from_here))
     # the helper's share is a prefix of the clients, the plan's the rest
-    assert set(from_here) == set(offloaded[len(offloaded) - len(from_here):])
+    assert set(from_here) == set(active[len(active) - len(from_here):])
 
 
 _WORKER = ("import itertools, json, sys\nfrom pki import worker\n"
            "channel = worker._Channel()\nrequests = channel.requests()\n"
            "mode, _, context = next(requests).partition(' ')\n")
+
+
+# issues every client right, but answers another key of the same kind, or of another kind, for the
+# RSA clients (their certificates are delivered and not used)
+_WRONG_RSA_KEYS = (_WORKER + "from cryptography.hazmat.primitives import serialization\n"
+                   "from cryptography.hazmat.primitives.asymmetric import ec, rsa\n"
+                   "from pki.issuing import authority, decode_client\n"
+                   "ca = authority(context)\nchannel.answer(ca.issued.fingerprint)\n"
+                   "other = OTHER\n"
+                   "for line in requests:\n"
+                   "    spec = decode_client(line)\n    issued = ca.issue_client(spec)\n"
+                   "    key = other if spec.key_type.is_rsa and spec.csr_pem is None else issued.private_key\n"
+                   "    cert = issued.certificate.public_bytes(serialization.Encoding.DER).hex()\n"
+                   "    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,\n"
+                   "                            serialization.NoEncryption()).hex() if key else '-'\n"
+                   "    channel.answer(f'{cert} {der}')\n"
+                   "channel.flush()\n")
 
 
 @pytest.mark.parametrize(("script", "delivered"), [
@@ -160,9 +177,18 @@ _WORKER = ("import itertools, json, sys\nfrom pki import worker\n"
     # answers that are hex, but no certificate
     (_WORKER + "worker.issue_clients(context, channel, iter(()))\n"
      "for line in requests:\n    channel.answer('00 -')\nchannel.flush()", None),
+    # another RSA key, or an EC key, with an RSA client's certificate
+    (_WRONG_RSA_KEYS.replace("OTHER", "rsa.generate_private_key(65537, 2048)"), None),
+    (_WRONG_RSA_KEYS.replace("OTHER", "ec.generate_private_key(ec.SECP256R1())"), None),
+    # an EC certificate and key, matching each other, for an RSA client
+    (_WORKER + "import dataclasses\nfrom pki import KeyType, issuing\nreal = issuing.decode_client\n"
+     "def as_ec(line):\n    c = real(line)\n"
+     "    return dataclasses.replace(c, key_type=KeyType.EC_P256) if c.key_type.is_rsa and not c.csr_pem else c\n"
+     "issuing.decode_client = as_ec\nworker.issue_clients(context, channel, requests)\nchannel.flush()", None),
     # dies at once
     ("raise SystemExit(3)", 0),
-], ids=["exits-after-five", "garbage", "another-ca", "not-der", "dies"])
+], ids=["exits-after-five", "garbage", "another-ca", "not-der", "wrong-rsa-key", "ec-key-for-rsa",
+     "ec-certificate-for-rsa", "dies"])
 def test_a_failing_helper_costs_time_never_certificates(monkeypatch: pytest.MonkeyPatch, script: str,
                                                        delivered: int | None, alone: list[str]) -> None:
     replace_helper(monkeypatch, script)
@@ -208,9 +234,27 @@ def test_a_spare_helper_nobody_takes_is_ended() -> None:
 def test_a_small_plan_starts_no_issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
     monkeypatch.setattr(sharedqueue, "_start", lambda *options: started.append(1))
-    assert start_deriving(SEED, spec()) is False  # one EC client
+    assert start_deriving(SEED, spec(clients=(client("edge", key_type=KeyType.EC_P256),))) is False
     issuing.cancel()
     assert not started
+
+
+def test_rsa_clients_go_to_the_helper_keys_and_certificates_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan of RSA clients: the helper derives their keys and issues their certificates (keys
+    the plan checks against the certificates), so issuing is no phase of its own on one core; the
+    key pool keeps only the CA's and the server's keys, too few for a helper of its own."""
+    from pki import keypool
+
+    rsa_only = spec(clients=tuple(client(f"rsa-{i}") for i in range(4)))
+    monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "1")
+    expected = _rendered(build_material(SEED, rsa_only, today=TODAY))
+    monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
+    delivered = _spy(monkeypatch)
+    assert start_deriving(SEED, rsa_only)
+    assert issuing.started() and not keypool.started()
+    _import_pulumi_meanwhile(2)
+    assert _rendered(build_material(SEED, rsa_only, today=TODAY)) == expected
+    assert delivered[0] >= 2
 
 
 def test_importing_the_queue_loads_no_heavy_module() -> None:
@@ -237,8 +281,8 @@ def test_a_refused_client_ends_the_helper_too(monkeypatch: pytest.MonkeyPatch) -
 
 def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: pytest.MonkeyPatch,
                                                                     alone: list[str]) -> None:
-    """`pulumi up` has no head start: with many EC or CSR clients, build_material starts the helper
-    and hands it the CA key it already has."""
+    """`pulumi up` has no head start: with many clients, build_material starts the helper and
+    hands it the CA key it already has."""
     monkeypatch.setattr(issuing, "MIN_PARALLEL_LATE", 8)
     contexts: list[str] = []
     real_context = issuing.encode_context
