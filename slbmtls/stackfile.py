@@ -107,32 +107,44 @@ def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_OPENING: Final = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSING: Final = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
 def _scan(text: str) -> str | None:
     """Refuse what would make building the document costly, before building it: aliases (a few
-    lines of them expand to gigabytes), deep nesting, too many nodes, huge values."""
+    lines of them expand to gigabytes), deep nesting, too many nodes, huge values. One pass over
+    the parser's events (~5 per client), so it keeps to the cheapest checks on each."""
     loader = _StackLoader(text)
     try:
         depth = nodes = 0
-        while loader.check_event():
-            event = loader.get_event()
-            line = event.start_mark.line + 1 if event.start_mark is not None else 0
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                return (f"line {line}: YAML anchors and aliases (&name, *name) are not accepted in a stack "
-                        "file; write the values out")
-            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+        check_event, get_event = loader.check_event, loader.get_event
+        while check_event():
+            event = get_event()
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                if len(event.value) > MAX_SCALAR:
+                    return (f"line {_line(event)}: a value of {len(event.value)} characters; no setting needs "
+                            f"more than {MAX_SCALAR}")
+            elif kind in _OPENING:
                 depth += 1
                 if depth > MAX_DEPTH:
-                    return f"line {line}: nested more than {MAX_DEPTH} levels deep"
-            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                    return f"line {_line(event)}: nested more than {MAX_DEPTH} levels deep"
+            elif kind in _CLOSING:
                 depth -= 1
-            elif isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR:
-                return f"line {line}: a value of {len(event.value)} characters; no setting needs more than {MAX_SCALAR}"
+            if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
+                return (f"line {_line(event)}: YAML anchors and aliases (&name, *name) are not accepted in a "
+                        "stack file; write the values out")
             nodes += 1
             if nodes > MAX_NODES:
                 return f"more than {MAX_NODES} YAML nodes; not a stack file"
     finally:
         loader.dispose()
     return None
+
+
+def _line(event: yaml.Event) -> int:
+    return event.start_mark.line + 1 if event.start_mark is not None else 0
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
