@@ -13,7 +13,7 @@ import inspect
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import pulumi
 from google.protobuf import json_format
@@ -199,21 +199,31 @@ def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]
     return plan
 
 
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
+
+
 async def _settle(value: Any) -> tuple[Any, bool]:
     """An output's value with every Output in it awaited, and whether any of them is secret: what
     `Output.from_input(value)` resolves to for the values a mock-engine run has (all known: no
     unknowns under `set_mocks(preview=False)`; no Output as a dict key or input type among the
     program's outputs), without an Output for every plain leaf (a per-client map would otherwise
-    cost ~0.5 ms per client). tests/test_engine.py holds the two side by side."""
+    cost ~0.5 ms per client), nor a coroutine. tests/test_engine.py holds the two side by side."""
+    if type(value) in _PLAIN:
+        return value, False
     if isinstance(value, pulumi.Output):
         inner, inner_secret = await _settle(await value.future())
         return inner, inner_secret or await value.is_secret()
-    if isinstance(value, dict):
-        settled = {k: await _settle(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in settled.items()}, any(secret for _, secret in settled.values())
-    if isinstance(value, list | tuple):
-        items = [await _settle(v) for v in value]
-        return [v for v, _ in items], any(secret for _, secret in items)
+    if isinstance(value, dict | list | tuple):
+        items = value.values() if isinstance(value, dict) else value
+        settled, secret = [], False
+        for item in items:
+            if type(item) in _PLAIN:  # most leaves: no coroutine for them
+                settled.append(item)
+            else:
+                item, item_secret = await _settle(item)
+                settled.append(item)
+                secret = secret or item_secret
+        return (dict(zip(value, settled, strict=True)) if isinstance(value, dict) else settled), secret
     if inspect.isawaitable(value):
         return await _settle(await value)
     return value, False
