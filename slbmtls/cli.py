@@ -80,12 +80,18 @@ def _read_secret_file(path: str, what: str) -> str:
     return text
 
 
-def _summary(value: Any) -> str:
+def _summary(value: Any, limit: int = 100) -> str:
     if isinstance(value, str) and "-----BEGIN" in value:
         kinds = sorted({line[11:-5] for line in value.splitlines() if line.startswith("-----BEGIN")})
         return f"<PEM {', '.join(kinds)} x{value.count('-----BEGIN')}>"
-    text = json.dumps(value, sort_keys=True)
-    return text if len(text) <= 100 else text[:97] + "..."
+    # json.dumps(value, sort_keys=True), cut at `limit`: encoded only as far as shown (a map of
+    # every client's certificate is ~1 KB per client)
+    text = ""
+    for chunk in json.JSONEncoder(sort_keys=True).iterencode(value):
+        text += chunk
+        if len(text) > limit:
+            return text[: limit - 3] + "..."
+    return text
 
 
 def render_plan(plan: Any, source: str) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import openssl
+from hypothesis import given
+from hypothesis import strategies as st
 from stackrun import ROOT, TEST_SEED, run_cli
 
 from slbmtls import cli
@@ -165,3 +167,13 @@ def test_the_exit_without_teardown_waits_for_a_thread_still_working(tmp_path: Pa
                                  "exit_without_teardown(0)\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "thread done\n"
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+                    max_leaves=40))
+def test_a_plan_summary_is_the_value_as_json_cut_to_100_characters(value: object) -> None:
+    import json
+
+    text = json.dumps(value, sort_keys=True)
+    assert cli._summary(value) == (text if len(text) <= 100 else text[:97] + "...")
