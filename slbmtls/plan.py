@@ -96,6 +96,21 @@ def _from_wire(value: Any) -> Any:
     return value
 
 
+def _on_the_wire_as_is(value: Any) -> bool:
+    """Whether the engine's JSON wire would hand `value` back unchanged: text, integers, booleans
+    and None in lists and text-keyed maps (no tuples, floats or secret markers). Such outputs skip
+    the round trip through JSON text (every client's certificate PEM is in one of them)."""
+    kind = type(value)
+    if kind in (str, int, bool) or value is None:
+        return True
+    if kind is list:
+        return all(_on_the_wire_as_is(v) for v in value)
+    if kind is dict:
+        return (engine.SECRET_SIG_KEY not in value and all(type(k) is str for k in value)
+                and all(_on_the_wire_as_is(v) for v in value.values()))
+    return False
+
+
 def mock_id(token: str, name: str) -> str:
     prefix = {
         "ApplicationLoadBalancer": "lb", "CaCertificate": "ca", "ServerCertificate": "cert",
@@ -182,7 +197,7 @@ def run(project: str, stack: str, config: dict[str, str], secret_keys: list[str]
     async def resolve(exported: dict[str, Any]) -> None:
         for key, value in exported.items():
             settled, secret = await _settle(value)
-            resolved = _from_wire(json.loads(json.dumps(settled)))
+            resolved = settled if _on_the_wire_as_is(settled) else _from_wire(json.loads(json.dumps(settled)))
             plan.outputs[key] = Secret(resolved) if secret else resolved
 
     def body() -> None:

@@ -8,6 +8,8 @@ import importlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from stackrun import ROOT
 
 from slbmtls import engine
@@ -140,3 +142,22 @@ def test_after_a_run_the_engine_loop_still_has_a_working_executor() -> None:
     assert engine.sync_await(loop.run_in_executor(None, lambda: 42)) == 42
     run("p", "s", {}, [], program_fn=dict)  # and the next run retires that one's thread too
     assert engine._thread_loops == []
+
+
+# What a program's outputs hold, and what the JSON wire changes: tuples, floats, non-text keys
+_OUTPUT_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                   | st.dictionaries(st.text(max_size=4) | st.integers(), inner, max_size=4)),
+    max_leaves=12)
+
+
+@given(_OUTPUT_VALUES)
+def test_outputs_that_skip_the_json_round_trip_are_the_ones_it_leaves_unchanged(value: object) -> None:
+    import json
+
+    from slbmtls.plan import _from_wire, _on_the_wire_as_is
+
+    through_the_wire = _from_wire(json.loads(json.dumps(value)))
+    if _on_the_wire_as_is(value):
+        assert value == through_the_wire and type(value) is type(through_the_wire)
