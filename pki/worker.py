@@ -30,13 +30,14 @@ from pki.derive import pkcs8_der
 
 
 class _Channel:
-    """Request lines in (stdin), answer lines out (stdout). Answers leave every ~20 ms of work
-    (an RSA key each, EC certificates ~15 at a time), and always before the helper waits for input
-    (its parent may be waiting for them to send more): its parent's reader thread then wakes once
-    per batch, not for every answer. Input is read by a thread of its own, so the parent's requests
-    never wait on this process's answers."""
+    """Request lines in (stdin), answer lines out (stdout). Answers leave in batches, once ~20 ms
+    have passed since the last one (EC certificates ~15 at a time): its parent's reader thread then
+    wakes once per batch, not for every answer. A job that takes longer (an RSA key) flushes what
+    is pending first (`flush`), and so does waiting for input (its parent may be waiting for those
+    answers to send more), so no answer waits behind another job. Input is read by a thread of its
+    own, so the parent's requests never wait on this process's answers."""
 
-    EVERY: Final = 0.02  # seconds
+    EVERY: Final = 0.02  # seconds since the last batch
 
     def __init__(self) -> None:
         self._pending: list[str] = []
@@ -76,6 +77,7 @@ def derive_keys(channel: _Channel, requests: Iterator[str]) -> None:
     for line in requests:
         bits, seed = line.split()
         channel.answer(pkcs8_der(detkeygen.rsa_key(bytes.fromhex(seed), int(bits))).hex())
+        channel.flush()  # each key is tens of milliseconds of work: its parent may be waiting for it
 
 
 def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> None:
@@ -86,7 +88,10 @@ def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> N
     channel.answer(authority.issued.fingerprint)
     channel.flush()
     for line in requests:
-        issued = authority.issue_client(decode_client(line))
+        client = decode_client(line)
+        if client.key_type.is_rsa and client.csr_pem is None:
+            channel.flush()  # an RSA key takes tens of milliseconds: what is done goes first
+        issued = authority.issue_client(client)
         der = issued.certificate.public_bytes(serialization.Encoding.DER).hex()
         channel.answer(f"{der} {issued.plain_pkcs8_der().hex() if issued.private_key is not None else '-'}")
 

@@ -249,12 +249,21 @@ def test_rsa_clients_go_to_the_helper_keys_and_certificates_together(monkeypatch
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "1")
     expected = _rendered(build_material(SEED, rsa_only, today=TODAY))
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
-    delivered = _spy(monkeypatch)
+    accepted: list[str] = []
+    real_issued = issuing._issued
+
+    def counting(answer: Any, client: Any) -> Any:
+        issued = real_issued(answer, client)
+        if issued is not None:
+            accepted.append(client.name)
+        return issued
+
+    monkeypatch.setattr(issuing, "_issued", counting)
     assert start_deriving(SEED, rsa_only)
     assert issuing.started() and not keypool.started()
     _import_pulumi_meanwhile(2)
     assert _rendered(build_material(SEED, rsa_only, today=TODAY)) == expected
-    assert delivered[0] >= 2
+    assert len(accepted) >= 2, "the helper's RSA clients were not used"
 
 
 def test_importing_the_queue_loads_no_heavy_module() -> None:
@@ -281,8 +290,8 @@ def test_a_refused_client_ends_the_helper_too(monkeypatch: pytest.MonkeyPatch) -
 
 def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: pytest.MonkeyPatch,
                                                                     alone: list[str]) -> None:
-    """`pulumi up` has no head start: with many clients, build_material starts the helper and
-    hands it the CA key it already has."""
+    """`pulumi up` has no head start: with many clients, build_material starts the helper itself,
+    before it derives the CA key (the helper's start-up overlaps that; the helper derives its own)."""
     monkeypatch.setattr(issuing, "MIN_PARALLEL_LATE", 8)
     contexts: list[str] = []
     real_context = issuing.encode_context
@@ -300,7 +309,7 @@ def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: 
     monkeypatch.setattr(issuing, "issue_clients", slow_plan)
     assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
     assert delivered[0] >= 8
-    assert len(contexts) == 1 and '"ca_key": "30' in contexts[0]  # a PKCS#8 DER, hex
+    assert len(contexts) == 1 and '"ca_key": null' in contexts[0]
 
 
 def test_what_the_helper_is_told_round_trips() -> None:
@@ -381,3 +390,67 @@ def test_an_offline_plan_loads_the_sdk_while_the_helper_works(monkeypatch: pytes
     with pytest.raises(ImportError):
         OfflineStack(load_stack(ROOT, "dev"), TEST_SEED, "test", {}).plan()
     assert stopped == [1, 1]
+
+
+# the real helper, whose RSA keys after the first HELD wait until the file GO exists; keys made
+# before it starts (READY: seed hex -> bits) come at once, as if cached
+_HELD_RSA_WORKER = ("import os, time\nfrom pki import detkeygen, worker\n"
+                    "real, calls = detkeygen.rsa_key, []\n"
+                    "ready = {bytes.fromhex(s): real(bytes.fromhex(s), b) for s, b in READY.items()}\n"
+                    "def held(seed, bits):\n"
+                    "    calls.append(1)\n"
+                    "    if seed in ready:\n        return ready[seed]\n"
+                    "    while len(calls) > HELD and not os.path.exists(GO):\n        time.sleep(0.01)\n"
+                    "    return real(seed, bits)\n"
+                    "detkeygen.rsa_key = held\nworker.main()")
+
+
+def _read_line(stream: Any) -> bytes:
+    """The next line, or a failure after 60 s (a deadlock guard, not a timing)."""
+    import select
+
+    ready, _, _ = select.select([stream], [], [], 60)
+    assert ready, "no answer: the helper holds it back while it works on the next job"
+    return bytes(stream.readline())
+
+
+@pytest.mark.parametrize("mode", ["keys", "issue"])
+def test_an_answer_never_waits_behind_an_rsa_key(tmp_path: Any, mode: str) -> None:
+    """The helper sends what it has finished before it starts on an RSA key (tens of milliseconds,
+    more for a big one): its parent may be waiting for that answer. Here the RSA job cannot finish
+    until the answers before it have arrived."""
+    from pki.derive import rsa_request
+
+    go = tmp_path / "go"
+    ready: dict[str, int] = {}
+    if mode == "keys":  # the first key comes at once, the second is held
+        held, requests = 1, [rsa_request(SEED, ("client", name, 1), 2048) for name in ("first", "second")]
+        lines = ["keys", *(f"{bits} {seed.hex()}" for seed, bits in requests)]
+        ready = {requests[0][0].hex(): 2048}
+        before = 1
+    else:  # the CA key comes with the job: the client's RSA key is the first one derived, and held
+        held = 0
+        definition = issuing.CaDefinition(SPEC.subject, SPEC.ca_validity, SPEC.ca_generation, SPEC.revoked_names,
+                                          SPEC.ca_key_type)
+        here = certificate_authority(SEED, SPEC.subject, SPEC.ca_validity, SPEC.ca_generation, SPEC.revoked_names,
+                                     SPEC.ca_key_type)
+        lines = [f"issue {issuing.encode_context(SEED, definition, here.private_key)}",
+                 issuing.encode_client(client("ec-first", key_type=KeyType.EC_P256)),
+                 issuing.encode_client(client("rsa-second"))]
+        before = 2  # the CA's fingerprint, then the EC client
+    script = _HELD_RSA_WORKER.replace("HELD", str(held)).replace("GO", repr(str(go))).replace("READY", repr(ready))
+    helper = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(sharedqueue.PACKAGE_ROOT)})
+    assert helper.stdin is not None and helper.stdout is not None
+    try:
+        helper.stdin.write("".join(f"{line}\n" for line in lines).encode())
+        helper.stdin.flush()
+        answers = [_read_line(helper.stdout) for _ in range(before)]
+        assert all(a.strip() for a in answers)
+        go.touch()  # now the held RSA key may finish
+        helper.stdin.close()
+        assert len(helper.stdout.read().splitlines()) == 1  # its answer
+    finally:
+        go.touch()
+        helper.kill()
+        helper.wait()
