@@ -42,8 +42,8 @@ from pki.sharedqueue import SharedQueue
 _RSA_CLIENT_COST: Final = {2048: 27, 3072: 62, 4096: 160}
 MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start
 # Started by the program itself (no head start): only where the helper's start-up (~0.3 s, while
-# this process issues alone) is soon repaid.
-MIN_PARALLEL_LATE: Final = 256
+# this process derives the CA and server keys and issues alone) is soon repaid: ~6 RSA-2048 clients.
+MIN_PARALLEL_LATE: Final = 160
 # Up to 48 clients handed over, 24 at a time, answered every ~20 ms of work (pki.worker): the
 # helper never waits for this process, whose reader thread wakes every ~20 ms, not for every
 # client. What the helper still holds at the end, this process issues from the back meanwhile.
@@ -196,13 +196,16 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
             # and issue from the back here meanwhile: the two meet in the middle, and nothing
             # waits for the helper's last batch.
             left = deque(c for c in clients if c not in mine)
+            trusted = True
             while left:
-                answer = state.from_helper.get(left[0])
                 issued = None
-                if answer is not None and state.ca_fingerprint == ca.issued.fingerprint:
+                if trusted and state.ca_fingerprint not in (None, ca.issued.fingerprint):
+                    trusted = False  # another CA (the config changed since the head start)
+                elif trusted and (answer := state.from_helper.get(left[0])) is not None:
                     issued = _issued(answer, left[0])
-                    if issued is None:  # a wrong answer: the helper is not trusted with the rest
-                        state.ca_fingerprint = None
+                    trusted = issued is not None  # a wrong answer: the helper is not trusted with the rest
+                if not trusted and not queue.closed:
+                    queue.close(kill=True)  # nothing it makes will be used: stop it now
                 if issued is not None:
                     mine[left.popleft()] = issued
                 else:

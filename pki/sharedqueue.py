@@ -106,6 +106,7 @@ class SharedQueue(Generic[R, T]):
         self._in_helper: deque[R] = deque()  # handed over, in order, not back yet
         self._done = threading.Condition()
         self._dead = False
+        self._closed = False
         self._outbox: SimpleQueue[str | None] = SimpleQueue()  # None: no more requests
         self._input_ended = False
         self._writer = threading.Thread(target=self._write, args=(helper.stdin,), daemon=True)
@@ -232,7 +233,15 @@ class SharedQueue(Generic[R, T]):
                 self._done.wait()
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self, *, kill: bool = False) -> None:
+        """End the helper (at once with `kill`) and wait for it and both threads; again is a no-op."""
+        if self._closed:
+            return
+        self._closed = True
         with self._done:
             busy = bool(self._in_helper) and not self._dead
         if kill or busy:  # a helper still working would block on answers nobody reads any more
