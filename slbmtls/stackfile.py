@@ -122,6 +122,9 @@ def _scan(text: str) -> str | None:
         while check_event():
             event = get_event()
             kind = type(event)
+            if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
+                return (f"line {_line(event)}: YAML anchors and aliases (&name, *name) are not accepted in a "
+                        "stack file; write the values out")
             if kind is yaml.ScalarEvent:
                 if len(event.value) > MAX_SCALAR:
                     return (f"line {_line(event)}: a value of {len(event.value)} characters; no setting needs "
@@ -132,9 +135,6 @@ def _scan(text: str) -> str | None:
                     return f"line {_line(event)}: nested more than {MAX_DEPTH} levels deep"
             elif kind in _CLOSING:
                 depth -= 1
-            if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
-                return (f"line {_line(event)}: YAML anchors and aliases (&name, *name) are not accepted in a "
-                        "stack file; write the values out")
             nodes += 1
             if nodes > MAX_NODES:
                 return f"more than {MAX_NODES} YAML nodes; not a stack file"
