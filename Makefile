@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 STACK ?= dev
 # Bytecode is written even where PYTHONDONTWRITEBYTECODE is set (into the gitignored __pycache__):
-# without it every command recompiles slbmtls and pki (~0.12 s per plan, and again in its helper
-# process), and every test worker redoes pytest's assertion rewriting (~3 s each).
+# without it every command recompiles slbmtls and pki (~0.12 s per plan), and every test worker
+# redoes pytest's assertion rewriting (~3 s each).
 unexport PYTHONDONTWRITEBYTECODE
 
 # The user's values reach commands only through the environment ("$$STACK"), never pasted into
@@ -102,3 +102,4 @@ guard: $(STAMP)
 
 clean:
 	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
