@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -29,11 +30,25 @@ def days_left(certificate: x509.Certificate, today: dt.date) -> int:
 
 @dataclass(frozen=True, eq=False)
 class Issued:
-    """A certificate and, unless it was signed from a client's CSR, its private key."""
+    """A certificate and, unless it was signed from a client's CSR, its private key: the key, or
+    what loads it on first use (pki.issuing, for a helper's answer: a plan needs no client key)."""
 
     certificate: x509.Certificate
-    private_key: PrivateKey | None
+    key_source: PrivateKey | Callable[[], PrivateKey] | None
     chain: tuple[x509.Certificate, ...] = ()  # intermediates, leaf excluded
+
+    @property
+    def private_key(self) -> PrivateKey | None:
+        key = self.key_source
+        if callable(key):
+            key = key()
+            object.__setattr__(self, "key_source", key)  # loaded once
+        return key
+
+    @property
+    def has_private_key(self) -> bool:
+        """Whether there is a key (no CSR), without loading it."""
+        return self.key_source is not None
 
     @cached_property
     def fingerprint(self) -> str:

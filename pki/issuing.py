@@ -133,6 +133,33 @@ def _answer(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | None:
     return bytes.fromhex(cert_hex), None if key_hex == "-" else bytes.fromhex(key_hex)
 
 
+# How a P-256 PKCS#8 key as cryptography writes it ends: [1] { BIT STRING { no unused bits, the
+# uncompressed point 04 X Y } }; and how that point is in a certificate: BIT STRING { 0, 04 X Y }.
+_P256_KEY_POINT: Final = b"\xa1\x44\x03\x42\x00\x04"
+_P256_CERT_POINT: Final = b"\x03\x42\x00"
+
+
+def _deferred_ec_key(key_der: bytes, cert_der: bytes, certificate: x509.Certificate) -> Issued | None:
+    """An EC client whose key's public point is its certificate's, with the key loaded on first use
+    (a plan uses no client key, and loading one costs ~25 us: ~20% of a plan's work per client);
+    None when the key does not end as expected (then it is loaded and compared at once)."""
+    point = key_der[-65:]
+    if len(key_der) < 70 or key_der[-70:-64] != _P256_KEY_POINT or _P256_CERT_POINT + point not in cert_der:
+        return None
+
+    def load() -> ec.EllipticCurvePrivateKey:
+        try:
+            key = load_der_private_key(key_der, None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            key = None
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != certificate.public_key():
+            raise PkiError(f"the issuing helper's key for {certificate.subject.rfc4514_string()} does not match its "
+                           "certificate; plan again with SLB_MTLS_PKI_WORKERS=1 and report this")
+        return key
+
+    return Issued(certificate, load)
+
+
 def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | None:
     """A certificate and key as the helper made them, or None if they are not what was asked."""
     cert_der, key_der = answer
@@ -140,6 +167,8 @@ def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | 
         certificate = x509.load_der_x509_certificate(cert_der)
         if client.csr_pem is not None or key_der is None:
             return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
+        if not client.key_type.is_rsa and (deferred := _deferred_ec_key(key_der, cert_der, certificate)):
+            return deferred
         # Not OpenSSL's RSA key check: it re-tests both primes (ms per key), which det-keygen did.
         key = load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
         if isinstance(key, rsa.RSAPrivateKey):

@@ -150,7 +150,7 @@ _WORKER = ("import itertools, json, sys\nfrom pki import worker\n"
 
 
 # issues every client right, but answers another key of the same kind, or of another kind, for the
-# RSA clients (their certificates are delivered and not used)
+# clients WHOSE says (their certificates are delivered and not used)
 _WRONG_RSA_KEYS = (_WORKER + "from cryptography.hazmat.primitives import serialization\n"
                    "from cryptography.hazmat.primitives.asymmetric import ec, rsa\n"
                    "from pki.issuing import authority, decode_client\n"
@@ -158,7 +158,7 @@ _WRONG_RSA_KEYS = (_WORKER + "from cryptography.hazmat.primitives import seriali
                    "other = OTHER\n"
                    "for line in requests:\n"
                    "    spec = decode_client(line)\n    issued = ca.issue_client(spec)\n"
-                   "    key = other if spec.key_type.is_rsa and spec.csr_pem is None else issued.private_key\n"
+                   "    key = other if WHOSE and spec.csr_pem is None else issued.private_key\n"
                    "    cert = issued.certificate.public_bytes(serialization.Encoding.DER).hex()\n"
                    "    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,\n"
                    "                            serialization.NoEncryption()).hex() if key else '-'\n"
@@ -178,8 +178,13 @@ _WRONG_RSA_KEYS = (_WORKER + "from cryptography.hazmat.primitives import seriali
     (_WORKER + "worker.issue_clients(context, channel, iter(()))\n"
      "for line in requests:\n    channel.answer('00 -')\nchannel.flush()", None),
     # another RSA key, or an EC key, with an RSA client's certificate
-    (_WRONG_RSA_KEYS.replace("OTHER", "rsa.generate_private_key(65537, 2048)"), None),
-    (_WRONG_RSA_KEYS.replace("OTHER", "ec.generate_private_key(ec.SECP256R1())"), None),
+    (_WRONG_RSA_KEYS.replace("OTHER", "rsa.generate_private_key(65537, 2048)").replace("WHOSE", "spec.key_type.is_rsa"),
+     None),
+    (_WRONG_RSA_KEYS.replace("OTHER", "ec.generate_private_key(ec.SECP256R1())").replace("WHOSE", "spec.key_type.is_rsa"),
+     None),
+    # another EC key with an EC client's certificate
+    (_WRONG_RSA_KEYS.replace("OTHER", "ec.generate_private_key(ec.SECP256R1())")
+     .replace("WHOSE", "not spec.key_type.is_rsa"), None),
     # an EC certificate and key, matching each other, for an RSA client
     (_WORKER + "import dataclasses\nfrom pki import KeyType, issuing\nreal = issuing.decode_client\n"
      "def as_ec(line):\n    c = real(line)\n"
@@ -188,7 +193,7 @@ _WRONG_RSA_KEYS = (_WORKER + "from cryptography.hazmat.primitives import seriali
     # dies at once
     ("raise SystemExit(3)", 0),
 ], ids=["exits-after-five", "garbage", "another-ca", "not-der", "wrong-rsa-key", "ec-key-for-rsa",
-     "ec-certificate-for-rsa", "dies"])
+     "wrong-ec-key", "ec-certificate-for-rsa", "dies"])
 def test_a_failing_helper_costs_time_never_certificates(monkeypatch: pytest.MonkeyPatch, script: str,
                                                        delivered: int | None, alone: list[str]) -> None:
     replace_helper(monkeypatch, script)
@@ -454,3 +459,36 @@ def test_an_answer_never_waits_behind_an_rsa_key(tmp_path: Any, mode: str) -> No
         go.touch()
         helper.kill()
         helper.wait()
+
+
+# issues every client right, but flips a bit of each EC key's private scalar (its public point, at
+# the end of the PKCS#8, stays the certificate's)
+_FORGED_EC_SCALARS = (_WORKER + "from cryptography.hazmat.primitives import serialization\n"
+                      "from pki.issuing import authority, decode_client\n"
+                      "ca = authority(context)\nchannel.answer(ca.issued.fingerprint)\n"
+                      "for line in requests:\n"
+                      "    spec = decode_client(line)\n    issued = ca.issue_client(spec)\n"
+                      "    cert = issued.certificate.public_bytes(serialization.Encoding.DER).hex()\n"
+                      "    der = bytearray(issued.plain_pkcs8_der()) if issued.private_key is not None else None\n"
+                      "    if der is not None and not spec.key_type.is_rsa:\n        der[40] ^= 1\n"
+                      "    channel.answer(f'{cert} {der.hex() if der is not None else \"-\"}')\n"
+                      "channel.flush()\n")
+
+
+def test_an_ec_key_from_the_helper_is_checked_when_first_used(monkeypatch: pytest.MonkeyPatch, alone: list[str]) -> None:
+    """A plan uses no client key, so an EC client's key from the helper is loaded on first use; its
+    public point is checked against the certificate at once, the key itself when it loads."""
+    replace_helper(monkeypatch, _FORGED_EC_SCALARS)
+    counts = _spy(monkeypatch)
+    start_deriving(SEED, SPEC)
+    _import_pulumi_meanwhile(len(SPEC.clients))
+    material = build_material(SEED, SPEC, today=TODAY)
+    assert counts[0] > 0
+    from_helper = [n for n, c in material.clients.items() if callable(c.key_source)]
+    assert from_helper, "no EC key from the helper was deferred: the test tests nothing"
+    here = alone[2:]  # the clients, each rendered with its key
+    for name in from_helper:
+        issued = material.clients[name]
+        assert issued.certificate_pem in "".join(here)
+        with pytest.raises(PkiError, match="does not match its certificate"):
+            issued.private_key  # noqa: B018

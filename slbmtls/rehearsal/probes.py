@@ -196,7 +196,7 @@ class Probes:
 
 def current_clients(material: PkiMaterial) -> list[str]:
     """Clients whose bundles we can make (signed from a CSR: the client holds the key)."""
-    return [n for n, c in material.clients.items() if c.private_key is not None]
+    return [n for n, c in material.clients.items() if c.has_private_key]
 
 
 def check_server_certificate(report: Report, endpoint: Endpoint, material: PkiMaterial, response: Response) -> None:
