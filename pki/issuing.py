@@ -8,8 +8,8 @@ and certificates together, so no phase of a plan runs on one core only. Started 
 tools start it while Pulumi imports), it has usually issued most of them before the program asks.
 
 The helper needs the stack seed (client keys and serials are derived from it): it arrives on the
-helper's stdin, never in its environment or command line, with the CA's key when this process has
-it already, and the helper writes only to this process's pipe. Its first answer is its CA
+helper's stdin, never in its environment or command line, and the helper writes only to this
+process's pipe. Its first answer is its CA
 certificate's fingerprint; its certificates are used only when that fingerprint is the one of the
 CA this process built, and each with a key of the kind asked for that matches it, so plans stay
 byte-identical whoever issued what.
@@ -28,9 +28,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-from pki import keypool
-from pki.authority import CertificateAuthority, ca_label
-from pki.derive import KeyType, Seed, pkcs8_der, rsa_request
+from pki.authority import CertificateAuthority
+from pki.derive import KeyType, Seed
 from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import ClientSpec, Subject, Validity
@@ -102,13 +101,11 @@ def decode_client(line: str) -> ClientSpec:
                       int(d["generation"]), d["csr_pem"])
 
 
-def encode_context(seed: Seed, ca: CaDefinition, ca_key: rsa.RSAPrivateKey | None = None) -> str:
-    """The helper's job: the seed, the CA's definition and, when this process has it already, the
-    CA's key (the helper would otherwise derive it again, ~50 ms)."""
-    key = None if ca_key is None else pkcs8_der(ca_key).hex()
+def encode_context(seed: Seed, ca: CaDefinition) -> str:
+    """The helper's job: the seed and the CA's definition (the helper derives the CA's key: it is
+    started before this process has it)."""
     return json.dumps({"seed": seed.secret_hex(), "subject": asdict(ca.subject), "validity": _validity(ca.validity),
-                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value,
-                       "ca_key": key})
+                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value})
 
 
 def authority(context: str) -> CertificateAuthority:
@@ -117,12 +114,6 @@ def authority(context: str) -> CertificateAuthority:
     seed = Seed(bytes.fromhex(d["seed"]))
     ca = CaDefinition(Subject(**d["subject"]), _validity_from(d["validity"]), int(d["generation"]),
                       tuple(d["revoked"]), KeyType(d["key_type"]))
-    if d.get("ca_key"):
-        key = load_der_private_key(bytes.fromhex(d["ca_key"]), None, unsafe_skip_rsa_key_validation=True)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise PkiError("the CA key handed to the issuing helper is not an RSA key")
-        label = ca_label(ca.subject, ca.validity, ca.key_type, ca.generation, ca.revoked)
-        keypool.offer(rsa_request(seed, label, ca.key_type.rsa_bits), key)
     return certificate_authority(seed, ca.subject, ca.validity, ca.generation, ca.revoked, ca.key_type)
 
 
@@ -133,21 +124,35 @@ def _answer(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | None:
     return bytes.fromhex(cert_hex), None if key_hex == "-" else bytes.fromhex(key_hex)
 
 
-# How a P-256 PKCS#8 key as cryptography writes it ends: [1] { BIT STRING { no unused bits, the
-# uncompressed point 04 X Y } }; and how that point is in a certificate: BIT STRING { 0, 04 X Y }.
-_P256_KEY_POINT: Final = b"\xa1\x44\x03\x42\x00\x04"
-_P256_CERT_POINT: Final = b"\x03\x42\x00"
+# A P-256 private key as cryptography writes it in PKCS#8: this header, the 32-byte scalar, then
+# [1] { BIT STRING { no unused bits, the uncompressed public point 04 X Y } }
+_P256_PKCS8_HEAD: Final = bytes.fromhex("308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420")
+_P256_PKCS8_POINT: Final = bytes.fromhex("a14403420004")
+_P256_PKCS8_SIZE: Final = len(_P256_PKCS8_HEAD) + 32 + len(_P256_PKCS8_POINT) + 64
+
+
+# A P-256 public key in a certificate: SubjectPublicKeyInfo { { ecPublicKey, prime256v1 }, BIT
+# STRING { no unused bits, 04 X Y } }. In the DER of a certificate the first such header is its
+# key's: only the serial (at most 20 bytes), names, dates and fixed algorithm IDs come before it.
+_P256_SPKI_HEAD: Final = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+
+
+def _p256_public_point(cert_der: bytes) -> bytes | None:
+    at = cert_der.find(_P256_SPKI_HEAD)
+    return None if at < 0 else cert_der[at + len(_P256_SPKI_HEAD):at + len(_P256_SPKI_HEAD) + 65]
 
 
 def _deferred_ec_key(key_der: bytes, cert_der: bytes, certificate: x509.Certificate) -> Issued | None:
-    """An EC client whose key's public point is its certificate's, with the key loaded on first use
-    (a plan uses no client key, and loading one costs ~25 us: ~20% of a plan's work per client);
-    None when the key does not end as expected (then it is loaded and compared at once)."""
-    point = key_der[-65:]
-    if len(key_der) < 70 or key_der[-70:-64] != _P256_KEY_POINT or _P256_CERT_POINT + point not in cert_der:
+    """An EC client whose key, as the helper wrote it, carries its certificate's public point, with
+    the key itself loaded on first use (a plan uses no client key; loading and comparing one costs
+    ~50 us, a third of a plan's own work per client, and this check ~1 us). None when the key is
+    not a P-256 PKCS#8 as cryptography writes it: then it is loaded and compared at once."""
+    if (len(key_der) != _P256_PKCS8_SIZE or not key_der.startswith(_P256_PKCS8_HEAD)
+            or key_der[-70:-64] != _P256_PKCS8_POINT or key_der[-65:] != _p256_public_point(cert_der)):
         return None
 
     def load() -> ec.EllipticCurvePrivateKey:
+        # cryptography refuses a key whose public point is not its scalar's
         try:
             key = load_der_private_key(key_der, None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -167,14 +172,14 @@ def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | 
         certificate = x509.load_der_x509_certificate(cert_der)
         if client.csr_pem is not None or key_der is None:
             return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
-        if not client.key_type.is_rsa and (deferred := _deferred_ec_key(key_der, cert_der, certificate)):
+        if client.key_type is KeyType.EC_P256 and (deferred := _deferred_ec_key(key_der, cert_der, certificate)):
             return deferred
         # Not OpenSSL's RSA key check: it re-tests both primes (ms per key), which det-keygen did.
         key = load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
         if isinstance(key, rsa.RSAPrivateKey):
             wanted = client.key_type.is_rsa and key.key_size == client.key_type.rsa_bits
         elif isinstance(key, ec.EllipticCurvePrivateKey):
-            wanted = not client.key_type.is_rsa
+            wanted = client.key_type is KeyType.EC_P256 and key.curve.name == "secp256r1"
         else:
             return None
         if not wanted or key.public_key() != certificate.public_key():
@@ -187,15 +192,14 @@ def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | 
 _started: _Issuing | None = None
 
 
-def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, ca_key: rsa.RSAPrivateKey | None = None,
-          minimum: int = MIN_PARALLEL) -> None:
+def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, minimum: int = MIN_PARALLEL) -> None:
     """Begin issuing these clients in the helper process, without waiting (see `issue_clients`),
     if they cost at least `minimum` EC clients; a start already made stands."""
     global _started
     if _started is not None or sum(cost(c) for c in clients) < minimum:
         return
     state = _Issuing()
-    job = f"issue {encode_context(seed, ca, ca_key)}"
+    job = f"issue {encode_context(seed, ca)}"
     queue = SharedQueue.start(clients, results=state.from_helper, encode=encode_client, decode=_answer,
                               ahead=_AHEAD, batch=_BATCH, preamble=(job, state.check_preamble))
     if queue is not None:
@@ -226,11 +230,14 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
             # waits for the helper's last batch.
             left = deque(c for c in clients if c not in mine)
             trusted = True
+            fingerprint = ca.issued.fingerprint
             while left:
                 issued = None
-                if trusted and state.ca_fingerprint not in (None, ca.issued.fingerprint):
+                # the answer first: the helper's CA fingerprint is known before any answer is
+                answer = state.from_helper.get(left[0]) if trusted else None
+                if trusted and state.ca_fingerprint not in (None, fingerprint):
                     trusted = False  # another CA (the config changed since the head start)
-                elif trusted and (answer := state.from_helper.get(left[0])) is not None:
+                elif answer is not None:
                     issued = _issued(answer, left[0])
                     trusted = issued is not None  # a wrong answer: the helper is not trusted with the rest
                 if not trusted and not queue.closed:

@@ -41,11 +41,6 @@ def rsa_key(dk_seed: bytes, bits: int) -> rsa.RSAPrivateKey:
     return key
 
 
-def offer(request: Request, key: rsa.RSAPrivateKey) -> None:
-    """A key this process was handed by its parent (pki.issuing's helper gets the CA's)."""
-    _CACHE.setdefault(request, key)
-
-
 def _encode(request: Request) -> str:
     seed, bits = request
     return f"{bits} {seed.hex()}"

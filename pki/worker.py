@@ -9,7 +9,7 @@ whatever it did not deliver.
 
 - "keys": requests "BITS SEED-HEX" (det-keygen seeds only); answers the PKCS#8 DER (hex) of
   det-keygen's RSA key.
-- "issue CONTEXT" (JSON: the stack seed, the CA's definition, maybe its key; see pki.issuing):
+- "issue CONTEXT" (JSON: the stack seed and the CA's definition; see pki.issuing):
   answers its CA certificate's SHA-256 fingerprint (hex) at once; requests are clients (JSON),
   answers "CERT-DER-HEX KEY-DER-HEX" (the key as PKCS#8; "-" for a certificate made from a CSR).
 """

@@ -314,7 +314,7 @@ def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: 
     monkeypatch.setattr(issuing, "issue_clients", slow_plan)
     assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
     assert delivered[0] >= 8
-    assert len(contexts) == 1 and '"ca_key": null' in contexts[0]
+    assert len(contexts) == 1
 
 
 def test_what_the_helper_is_told_round_trips() -> None:
@@ -323,9 +323,8 @@ def test_what_the_helper_is_told_round_trips() -> None:
         assert issuing.decode_client(issuing.encode_client(c)) == c
     definition = issuing.CaDefinition(SPEC.subject, SPEC.ca_validity, 2, ("ec-03", "x"), SPEC.ca_key_type)
     here = certificate_authority(SEED, SPEC.subject, SPEC.ca_validity, 2, ("ec-03", "x"), SPEC.ca_key_type)
-    for key in (None, here.private_key):  # derived by the helper, or handed over
-        made = issuing.authority(issuing.encode_context(SEED, definition, key))
-        assert made.issued.fingerprint == here.issued.fingerprint
+    made = issuing.authority(issuing.encode_context(SEED, definition))
+    assert made.issued.fingerprint == here.issued.fingerprint
 
 
 def test_large_requests_and_answers_never_wedge_the_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,18 +432,17 @@ def test_an_answer_never_waits_behind_an_rsa_key(tmp_path: Any, mode: str) -> No
         lines = ["keys", *(f"{bits} {seed.hex()}" for seed, bits in requests)]
         ready = {requests[0][0].hex(): 2048}
         before = 1
-    else:  # the CA key comes with the job: the client's RSA key is the first one derived, and held
-        held = 0
+    else:  # the helper derives the CA's key first; the client's RSA key, the second, is held
+        held = 1
         definition = issuing.CaDefinition(SPEC.subject, SPEC.ca_validity, SPEC.ca_generation, SPEC.revoked_names,
                                           SPEC.ca_key_type)
-        here = certificate_authority(SEED, SPEC.subject, SPEC.ca_validity, SPEC.ca_generation, SPEC.revoked_names,
-                                     SPEC.ca_key_type)
-        lines = [f"issue {issuing.encode_context(SEED, definition, here.private_key)}",
+        lines = [f"issue {issuing.encode_context(SEED, definition)}",
                  issuing.encode_client(client("ec-first", key_type=KeyType.EC_P256)),
                  issuing.encode_client(client("rsa-second"))]
         before = 2  # the CA's fingerprint, then the EC client
     script = _HELD_RSA_WORKER.replace("HELD", str(held)).replace("GO", repr(str(go))).replace("READY", repr(ready))
-    helper = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    # unbuffered: a buffered readline could take both answers at once, and select would then wait
+    helper = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                               env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(sharedqueue.PACKAGE_ROOT)})
     assert helper.stdin is not None and helper.stdout is not None
     try:
@@ -492,3 +490,85 @@ def test_an_ec_key_from_the_helper_is_checked_when_first_used(monkeypatch: pytes
         assert issued.certificate_pem in "".join(here)
         with pytest.raises(PkiError, match="does not match its certificate"):
             issued.private_key  # noqa: B018
+
+
+def _answer_for(certificate: x509.Certificate, key: Any) -> tuple[bytes, bytes]:
+    return (certificate.public_bytes(serialization.Encoding.DER),
+            key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def test_only_an_ec_key_that_is_its_certificates_is_taken_from_the_helper() -> None:
+    """What `_issued` accepts for an EC client: its own key and certificate (the key loaded on first
+    use); never a truncated or padded key, a certificate whose key is another one that names this
+    key's point elsewhere, or another curve."""
+    here = certificate_authority(SEED, SPEC.subject, SPEC.ca_validity, 1, (), SPEC.ca_key_type)
+    spec_ec = client("ec-x", key_type=KeyType.EC_P256)
+    good = here.issue_client(spec_ec)
+    cert_der, key_der = _answer_for(good.certificate, good.private_key)
+    accepted = issuing._issued((cert_der, key_der), spec_ec)
+    assert accepted is not None and callable(accepted.key_source)  # deferred
+    assert accepted.private_key is not None and accepted.private_key.public_key() == good.certificate.public_key()
+
+    def signed(public_key: Any, extra: bytes | None = None) -> x509.Certificate:
+        builder = (x509.CertificateBuilder().subject_name(good.certificate.subject)
+                   .issuer_name(good.certificate.issuer).public_key(public_key)
+                   .serial_number(good.certificate.serial_number)
+                   .not_valid_before(good.certificate.not_valid_before_utc)
+                   .not_valid_after(good.certificate.not_valid_after_utc))
+        if extra is not None:
+            builder = builder.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"),
+                                                                       extra), critical=False)
+        return builder.sign(here.private_key, hashes.SHA256())
+
+    other = ec.generate_private_key(ec.SECP256R1())
+    spki = good.private_key.public_key().public_bytes(serialization.Encoding.DER,  # type: ignore[union-attr]
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    k1 = ec.generate_private_key(ec.SECP256K1())
+    refused = {
+        "truncated key": (cert_der, key_der[-70:]),
+        "junk, then the key's end": (cert_der, b"\x30" * 68 + key_der[-70:]),
+        "the key's point in an extension of another key's certificate":
+            (_answer_for(signed(other.public_key(), spki), good.private_key)[0], key_der),
+        "secp256k1": _answer_for(signed(k1.public_key()), k1),
+    }
+    for what, answer in refused.items():
+        assert issuing._issued(answer, spec_ec) is None, what
+
+
+def test_an_answer_is_read_before_the_helpers_ca_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper's CA fingerprint reaches the plan before any of its answers, so the plan reads an
+    answer first and then checks the fingerprint. Here the fingerprint arrives while the plan reads
+    the first answer (a head start for another CA): nothing from the helper is used."""
+    start_deriving(SEED, SPEC)  # CA generation 1
+    _import_pulumi_meanwhile(len(SPEC.clients))
+    state = issuing._started
+    assert state is not None and state.ca_fingerprint is not None and state.from_helper
+    theirs, state.ca_fingerprint = state.ca_fingerprint, None
+
+    class Arriving(dict[Any, Any]):
+        def get(self, key: Any, default: Any = None) -> Any:
+            state.ca_fingerprint = theirs  # as the reader thread would, between two reads
+            return super().get(key, default)
+
+    state.from_helper = Arriving(state.from_helper)
+    other = dataclasses.replace(SPEC, ca_generation=2)
+    material = build_material(SEED, other, today=TODAY)
+    for issued in material.clients.values():
+        issued.certificate.verify_directly_issued_by(material.ca.certificate)
+
+
+def test_a_plan_that_fails_after_starting_its_own_helper_leaves_none_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a head start, build_material starts the helper first, before anything it checks
+    can fail (here a brought server certificate that is no certificate): the helper is stopped."""
+    from pki import OperatorCertificate, ServerSpec
+
+    started = record_helpers(monkeypatch)
+    server = ServerSpec(SPEC.server.names, SPEC.server.validity, operator=OperatorCertificate("not PEM", "not PEM"))
+    many = dataclasses.replace(SPEC, server=server, clients=tuple(
+        client(f"ec-{i:03d}", key_type=KeyType.EC_P256) for i in range(issuing.MIN_PARALLEL_LATE)))
+    with pytest.raises(PkiError):
+        build_material(SEED, many, today=TODAY)
+    assert started, "no helper started: the test tests nothing"
+    assert all(h.process.poll() is not None for h in started)
+    assert not issuing.started()
