@@ -41,8 +41,10 @@ class Issued:
     def private_key(self) -> PrivateKey | None:
         key = self.key_source
         if callable(key):
+            # Two threads asking at once both load it, equal keys, and either is kept; a load that
+            # fails leaves the loader, so every later use fails the same way.
             key = key()
-            object.__setattr__(self, "key_source", key)  # loaded once
+            object.__setattr__(self, "key_source", key)
         return key
 
     @property

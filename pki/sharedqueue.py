@@ -241,7 +241,6 @@ class SharedQueue(Generic[R, T]):
         """End the helper (at once with `kill`) and wait for it and both threads; again is a no-op."""
         if self._closed:
             return
-        self._closed = True
         with self._done:
             busy = bool(self._in_helper) and not self._dead
         if kill or busy:  # a helper still working would block on answers nobody reads any more
@@ -254,3 +253,4 @@ class SharedQueue(Generic[R, T]):
         self._helper.wait()
         self._writer.join()
         self._reader.join()
+        self._closed = True
