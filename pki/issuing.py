@@ -9,10 +9,9 @@ tools start it while Pulumi imports), it has usually issued most of them before 
 
 The helper needs the stack seed (client keys and serials are derived from it): it arrives on the
 helper's stdin, never in its environment or command line, and the helper writes only to this
-process's pipe. Its first answer is its CA
-certificate's fingerprint; its certificates are used only when that fingerprint is the one of the
-CA this process built, and each with a key of the kind asked for that matches it, so plans stay
-byte-identical whoever issued what.
+process's pipe. Its first answer is its CA certificate's fingerprint; its certificates are used
+only when that fingerprint is the one of the CA this process built, and each with a key of the
+kind asked for that matches it, so plans stay byte-identical whoever issued what.
 """
 
 from __future__ import annotations
@@ -43,9 +42,10 @@ MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start
 # Started by the program itself (no head start): only where the helper's start-up (~0.3 s, while
 # this process derives the CA and server keys and issues alone) is soon repaid: ~6 RSA-2048 clients.
 MIN_PARALLEL_LATE: Final = 160
-# Up to 48 clients handed over, 24 at a time, answered every ~20 ms of work (pki.worker): the
-# helper never waits for this process, whose reader thread wakes every ~20 ms, not for every
-# client. What the helper still holds at the end, this process issues from the back meanwhile.
+# Up to 48 clients handed over, 24 at a time, answered in batches every ~20 ms and before each RSA
+# key (pki.worker): the helper never waits for this process, whose reader thread wakes once per
+# batch, not for every client. What the helper still holds at the end, this process issues from
+# the back meanwhile.
 _AHEAD: Final = 48
 _BATCH: Final = 24
 
