@@ -37,15 +37,12 @@ class Issued:
     key_source: PrivateKey | Callable[[], PrivateKey] | None
     chain: tuple[x509.Certificate, ...] = ()  # intermediates, leaf excluded
 
-    @property
+    @cached_property
     def private_key(self) -> PrivateKey | None:
-        key = self.key_source
-        if callable(key):
-            # Two threads asking at once both load it, equal keys, and either is kept; a load that
-            # fails leaves the loader, so every later use fails the same way.
-            key = key()
-            object.__setattr__(self, "key_source", key)
-        return key
+        # Two threads asking at once both load it (equal keys, either kept); a load that fails is
+        # not kept, so every later use fails the same way.
+        source = self.key_source
+        return source() if callable(source) else source
 
     @property
     def has_private_key(self) -> bool:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from pki.authority import CertificateAuthority
-from pki.derive import KeyType, Seed
+from pki.derive import KeyType, PrivateKey, Seed
 from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import ClientSpec, Subject, Validity
@@ -142,22 +142,36 @@ def _p256_public_point(cert_der: bytes) -> bytes | None:
     return None if at < 0 else cert_der[at + len(_P256_SPKI_HEAD):at + len(_P256_SPKI_HEAD) + 65]
 
 
-def _deferred_ec_key(key_der: bytes, cert_der: bytes, certificate: x509.Certificate) -> Issued | None:
+def _matching_key(key_der: bytes, certificate: x509.Certificate, client: ClientSpec) -> PrivateKey | None:
+    """The helper's key for this client, if it is of the kind asked for and the certificate's."""
+    try:
+        # Not OpenSSL's RSA key check: it re-tests both primes (ms per key), which det-keygen did.
+        # (An EC key is checked on load: cryptography refuses one whose point is not its scalar's.)
+        key = load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+        if isinstance(key, rsa.RSAPrivateKey):
+            wanted = client.key_type.is_rsa and key.key_size == client.key_type.rsa_bits
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            wanted = client.key_type is KeyType.EC_P256 and key.curve.name == "secp256r1"
+        else:
+            return None
+        return key if wanted and key.public_key() == certificate.public_key() else None
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # not DER, or not a key this asks for
+        return None
+
+
+def _deferred_ec_key(key_der: bytes, cert_der: bytes, certificate: x509.Certificate,
+                     client: ClientSpec) -> Issued | None:
     """An EC client whose key, as the helper wrote it, carries its certificate's public point, with
-    the key itself loaded on first use (a plan uses no client key; loading and comparing one costs
-    ~50 us, a third of a plan's own work per client, and this check ~1 us). None when the key is
-    not a P-256 PKCS#8 as cryptography writes it: then it is loaded and compared at once."""
+    the key itself loaded (and checked) on first use: a plan uses no client key, and loading and
+    comparing one costs ~50 us, a third of a plan's own work per client; this check ~1 us. None
+    when the key is not a P-256 PKCS#8 as cryptography writes it: then it is checked at once."""
     if (len(key_der) != _P256_PKCS8_SIZE or not key_der.startswith(_P256_PKCS8_HEAD)
             or key_der[-70:-64] != _P256_PKCS8_POINT or key_der[-65:] != _p256_public_point(cert_der)):
         return None
 
-    def load() -> ec.EllipticCurvePrivateKey:
-        # cryptography refuses a key whose public point is not its scalar's
-        try:
-            key = load_der_private_key(key_der, None)
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            key = None
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != certificate.public_key():
+    def load() -> PrivateKey:
+        key = _matching_key(key_der, certificate, client)
+        if key is None:
             raise PkiError(f"the issuing helper's key for {certificate.subject.rfc4514_string()} does not match its "
                            "certificate; plan again with SLB_MTLS_PKI_WORKERS=1 and report this")
         return key
@@ -170,23 +184,14 @@ def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | 
     cert_der, key_der = answer
     try:
         certificate = x509.load_der_x509_certificate(cert_der)
-        if client.csr_pem is not None or key_der is None:
-            return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
-        if client.key_type is KeyType.EC_P256 and (deferred := _deferred_ec_key(key_der, cert_der, certificate)):
-            return deferred
-        # Not OpenSSL's RSA key check: it re-tests both primes (ms per key), which det-keygen did.
-        key = load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
-        if isinstance(key, rsa.RSAPrivateKey):
-            wanted = client.key_type.is_rsa and key.key_size == client.key_type.rsa_bits
-        elif isinstance(key, ec.EllipticCurvePrivateKey):
-            wanted = client.key_type is KeyType.EC_P256 and key.curve.name == "secp256r1"
-        else:
-            return None
-        if not wanted or key.public_key() != certificate.public_key():
-            return None
-        return Issued(certificate, key)
-    except (ValueError, TypeError, UnsupportedAlgorithm):  # not DER, or not a key this asks for
+    except (ValueError, TypeError):  # not DER
         return None
+    if client.csr_pem is not None or key_der is None:
+        return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
+    if client.key_type is KeyType.EC_P256 and (deferred := _deferred_ec_key(key_der, cert_der, certificate, client)):
+        return deferred
+    key = _matching_key(key_der, certificate, client)
+    return None if key is None else Issued(certificate, key)
 
 
 _started: _Issuing | None = None
@@ -240,8 +245,8 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
                 elif answer is not None:
                     issued = _issued(answer, left[0])
                     trusted = issued is not None  # a wrong answer: the helper is not trusted with the rest
-                if not trusted and not queue.closed:
-                    queue.close(kill=True)  # nothing it makes will be used: stop it now
+                if not trusted:
+                    queue.close(kill=True)  # nothing it makes will be used: stop it now (once)
                 if issued is not None:
                     mine[left.popleft()] = issued
                 else:

@@ -233,10 +233,6 @@ class SharedQueue(Generic[R, T]):
                 self._done.wait()
         self.close()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def close(self, *, kill: bool = False) -> None:
         """End the helper (at once with `kill`) and wait for it and both threads; again is a no-op."""
         if self._closed:
