@@ -80,17 +80,20 @@ def _read_secret_file(path: str, what: str) -> str:
     return text
 
 
-def _summary(value: Any, limit: int = 100) -> str:
+SUMMARY_WIDTH = 100  # characters of a value the plan table shows
+
+
+def _summary(value: Any) -> str:
     if isinstance(value, str) and "-----BEGIN" in value:
         kinds = sorted({line[11:-5] for line in value.splitlines() if line.startswith("-----BEGIN")})
         return f"<PEM {', '.join(kinds)} x{value.count('-----BEGIN')}>"
-    # json.dumps(value, sort_keys=True), cut at `limit`: encoded only as far as shown (a map of
+    # json.dumps(value, sort_keys=True), cut at SUMMARY_WIDTH: encoded only as far as shown (a map of
     # every client's certificate is ~1 KB per client)
     text = ""
     for chunk in json.JSONEncoder(sort_keys=True).iterencode(value):
         text += chunk
-        if len(text) > limit:
-            return text[: limit - 3] + "..."
+        if len(text) > SUMMARY_WIDTH:
+            return text[: SUMMARY_WIDTH - 3] + "..."
     return text
 
 

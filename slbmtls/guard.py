@@ -18,7 +18,7 @@ def guard(stack: OfflineStack) -> str:
     """What was checked, or UserError when the planned CA is one the deployed stack retired."""
     planned = stack.material.ca.issued.fingerprint
     try:
-        deployed = deployed_outputs(stack.stack_file)
+        deployed = deployed_outputs(stack.name, stack.stack_file.path.parent)
     except StackFileError as exc:
         raise UserError(str(exc)) from None
     problem = retired_ca_problem(stack.config, stack.material, deployed)

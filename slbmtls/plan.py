@@ -308,7 +308,8 @@ def _output_paths(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def _deletes_first(resource: dict[str, Any]) -> bool:
+def deletes_first(resource: dict[str, Any]) -> bool:
+    """Whether a planned resource is replaced delete-first (its deleteBeforeReplace option)."""
     return bool((resource.get("options") or {}).get("deleteBeforeReplace"))
 
 
@@ -326,7 +327,7 @@ def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> PlanDiff:
     for kind, name, keys in update:
         forcing = sorted(set(keys) & clb.FORCE_NEW.get(kind, frozenset()))
         if forcing:
-            replacements[name] = (forcing, _deletes_first(new[name]))
+            replacements[name] = (forcing, deletes_first(new[name]))
     # A replaced resource gets a new id: whatever holds that id in a ForceNew input is replaced too
     # (the load balancer's replacement takes the listener and backends with it).
     cascade = True
@@ -341,7 +342,7 @@ def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> PlanDiff:
                           if k in clb.FORCE_NEW.get(kind, frozenset()) and v in replaced_ids)
             if held:
                 reason = [f"{k} (its {replaced_ids[new[name]['inputs'][k]]} is replaced)" for k in held]
-                replacements[name] = (reason, _deletes_first(new[name]))
+                replacements[name] = (reason, deletes_first(new[name]))
                 if not any(n == name for _, n, _ in update):
                     update.append((kind, name, held))
                 cascade = True

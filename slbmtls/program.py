@@ -26,7 +26,7 @@ from slbmtls.config import (
     seed_of,
 )
 from slbmtls.retired import retired_error
-from slbmtls.stackfile import StackFile, StackFileError, deployed_outputs
+from slbmtls.stackfile import StackFileError, deployed_outputs
 
 
 def _configured_keys() -> set[str]:
@@ -144,9 +144,7 @@ def refuse_a_retired_ca(config: StackConfig, material: PkiMaterial) -> None:
     cannot be read the run goes on with a warning that names the check to run."""
     stack = pulumi.get_stack()
     try:
-        # the CLI needs only the stack's name and project directory (the engine runs the program there)
-        deployed = deployed_outputs(StackFile(pulumi.get_project(), stack, Path.cwd() / f"Pulumi.{stack}.yaml", {},
-                                              frozenset()), timeout=120)
+        deployed = deployed_outputs(stack, Path.cwd(), timeout=120)  # the engine runs the program in the project
     except StackFileError as exc:
         pulumi.log.warn(f"the CA was not checked against the CAs the deployed stack retired ({exc}); "
                         f"run `make guard STACK={stack}` before this update")

@@ -19,7 +19,7 @@ from typing import Any
 from pki.files import write_private_file
 from slbmtls import clb
 from slbmtls.emulator import ClbError, Emulator
-from slbmtls.plan import SECRET_MARK
+from slbmtls.plan import SECRET_MARK, deletes_first
 from slbmtls.retired import retired_error
 
 # Ids CLB derives from other resources: a listener is <lb id>:https:<port>, the backend set uses
@@ -173,7 +173,7 @@ def replay(before: Mapping[str, Any], after: Mapping[str, Any]) -> Replay:
                 _attempt(step, emu.create, token, name, rid, inputs)
         elif name in replaced:
             options = old[name].get("options") or {}
-            step = Step("replace", token, name, delete_first=bool((r.get("options") or {}).get("deleteBeforeReplace")))
+            step = Step("replace", token, name, delete_first=deletes_first(r))
             if options.get("protect"):
                 step.accepted, step.error = False, "protected: Pulumi refuses to replace a protected resource"
             elif step.delete_first:

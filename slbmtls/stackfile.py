@@ -244,7 +244,7 @@ def load_stack(project_dir: Path, stack: str) -> StackFile:
 _PROGRAM_CONFIG_VARIABLES: Final = ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")
 
 
-def run_pulumi(stack: StackFile, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_pulumi(stack: str, cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`pulumi ARGS --stack S --cwd DIR` with only what the CLI needs to reach the state backend:
     never our PKI_SEED, the config a running program holds, or anything else the caller's
     environment has."""
@@ -252,28 +252,28 @@ def run_pulumi(stack: StackFile, *args: str, timeout: float = 300) -> subprocess
     env = {k: v for k, v in os.environ.items()
            if k.startswith(keep) and k != "PKI_SEED" and k not in _PROGRAM_CONFIG_VARIABLES}
     # no stdin: a CLI that would prompt (e.g. for a passphrase) fails instead of waiting for an answer
-    return subprocess.run(["pulumi", *args, "--stack", stack.stack, "--cwd", str(stack.path.parent)],
+    return subprocess.run(["pulumi", *args, "--stack", stack, "--cwd", str(cwd)],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=env,
                           timeout=timeout)
 
 
-def deployed_outputs(stack: StackFile, *, timeout: float = 300) -> dict[str, Any]:
-    """The deployed stack's public outputs (`pulumi stack output --json`); {} for a stack with none
-    yet. StackFileError when they cannot be read."""
+def deployed_outputs(stack: str, cwd: Path, *, timeout: float = 300) -> dict[str, Any]:
+    """The deployed stack's public outputs (`pulumi stack output --json`, run in the project
+    directory `cwd`); {} for a stack with none yet. StackFileError when they cannot be read."""
     if not shutil.which("pulumi"):
         raise StackFileError("the pulumi CLI is not installed: it is needed to read the deployed stack's outputs "
                              "(https://www.pulumi.com/docs/install/)")
     try:
-        result = run_pulumi(stack, "stack", "output", "--json", timeout=timeout)
+        result = run_pulumi(stack, cwd, "stack", "output", "--json", timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise StackFileError(f"`pulumi stack output --json --stack {stack.stack}` took over {timeout:.0f} s") from None
+        raise StackFileError(f"`pulumi stack output --json --stack {stack}` took over {timeout:.0f} s") from None
     if result.returncode != 0:
-        raise StackFileError(f"`pulumi stack output --json --stack {stack.stack}` failed: "
+        raise StackFileError(f"`pulumi stack output --json --stack {stack}` failed: "
                              f"{result.stderr.strip()[:300] or 'no message'}")
     try:
         outputs = json.loads(result.stdout or "{}")
     except ValueError:
-        raise StackFileError(f"`pulumi stack output --json --stack {stack.stack}` did not print JSON") from None
+        raise StackFileError(f"`pulumi stack output --json --stack {stack}` did not print JSON") from None
     return outputs if isinstance(outputs, dict) else {}
 
 
@@ -281,7 +281,7 @@ def _from_pulumi_cli(stack: StackFile, key: str) -> str | None:
     """A secret through the `pulumi` CLI, when one is installed and the stack's backend is logged in."""
     if f"{NAMESPACE}:{key}" not in stack.secure_keys or not shutil.which("pulumi"):
         return None
-    result = run_pulumi(stack, "config", "get", key)
+    result = run_pulumi(stack.stack, stack.path.parent, "config", "get", key)
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 

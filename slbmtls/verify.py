@@ -27,7 +27,7 @@ def stack_url(stack: OfflineStack) -> str:
     """The stack's `url` output, through the pulumi CLI."""
     ask = "pass it: make verify STACK=<stack> URL=https://<address>:<port>"
     try:
-        url = deployed_outputs(stack.stack_file).get("url")
+        url = deployed_outputs(stack.name, stack.stack_file.path.parent).get("url")
     except StackFileError as exc:
         raise UserError(f"no URL given and the stack's `url` output cannot be read ({exc}); {ask}") from None
     if not isinstance(url, str) or not url.strip():
