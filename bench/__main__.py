@@ -32,6 +32,7 @@ from pki import (
     Seed,
     Subject,
     Validity,
+    detkeygen,
     issuing,
     pkcs12_bytes,
 )
@@ -256,5 +257,7 @@ def print_rows(title: str, rows: list[tuple[str, float]]) -> None:
 
 if __name__ == "__main__":
     print(f"slb-mtls benchmarks on {os.cpu_count()} cores; all numbers from this one run")
+    print("det-keygen RSA candidates: " + ("C (pki/libcandidates.so)" if detkeygen.native_candidates()
+                                           else "Python (pki/libcandidates.so not built: no C compiler)"))
     pki_bench()
     plan_bench()

@@ -4,19 +4,23 @@ A published, versioned procedure, so anyone can re-derive a key from its seed wi
 implementation (e.g. filippo.io/keygen) and compare. HMAC_DRBG-SHA256 per SP 800-90A, with the
 spec's personalization strings, candidate masks and retry rules; only the primality test is ours to
 choose (the spec asks for a negligible error rate): GMP's BPSW, after trial division and one base-2
-test (OpenSSL's, where it loads: pki.libcrypto) that reject the composites sooner.
+test (OpenSSL's, where it loads: pki.libcrypto) that reject the composites sooner. The RSA candidate
+stream and its first trial-division step also run in C where `make` built it (pki.candidates),
+after a check that it yields the very numbers of the Python stream here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Final
 
 import gmpy2
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from pki import libcrypto
+from pki import candidates, libcrypto
 from pki.errors import PkiError
 
 _E: Final = 65537
@@ -161,6 +165,55 @@ class _HmacDrbg:
             yield gmpy2.mpz(int.from_bytes(temp[:nbytes], "big"))
 
 
+def _python_survivors(seed: bytes, personalization: bytes, nbytes: int) -> Generator[gmpy2.mpz]:
+    """The RSA candidates that no odd prime below _SMALL_BOUND divides, in stream order."""
+    gcd, small = gmpy2.gcd, _SMALL_PRIME_PRODUCTS
+    for t in _HmacDrbg(seed, personalization).rsa_candidates(nbytes):
+        for product in small:
+            if gcd(t % product, product) != 1:
+                break
+        else:
+            yield t
+
+
+# A fixed seed and the candidate lengths the check compares: a multiple of 4 bytes (RSA-2048) and
+# one that is not (RSA-2064), 12 survivors each (~70 candidates each, ~2 ms of Python, once per
+# process).
+_CHECK_SEED: Final = hashlib.sha256(b"slb-mtls: pki.candidates agrees with pki.detkeygen").digest()
+_CHECK_LENGTHS: Final = (128, 129)
+_CHECK_SURVIVORS: Final = 12
+
+
+@functools.cache
+def native_candidates() -> bool:
+    """Whether RSA keys draw their candidates from the C library: it is loaded and yields exactly
+    what the Python stream yields (checked once per process)."""
+    if not candidates.available:
+        return False
+    for nbytes in _CHECK_LENGTHS:
+        personalization = b"det RSA key gen" + (nbytes * 16).to_bytes(2, "big")
+        python = _python_survivors(_CHECK_SEED, personalization, nbytes)
+        with candidates.NativeStream(_CHECK_SEED + personalization, nbytes) as native:
+            for _ in range(_CHECK_SURVIVORS):
+                if next(native) != next(python):
+                    return False
+    return True
+
+
+@contextlib.contextmanager
+def _survivors(seed: bytes, personalization: bytes, nbytes: int) -> Iterator[Iterator[gmpy2.mpz]]:
+    """The small-prime survivors of one key's stream, from C where it agrees, its state freed after."""
+    stream: candidates.NativeStream | Generator[gmpy2.mpz]
+    if native_candidates():
+        stream = candidates.NativeStream(seed + personalization, nbytes)
+    else:
+        stream = _python_survivors(seed, personalization, nbytes)
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
 def _check_seed(seed: bytes) -> None:
     if len(seed) < 16:
         raise PkiError(f"det-keygen seed: at least 16 bytes required, got {len(seed)}")
@@ -171,19 +224,19 @@ def rsa_key(seed: bytes, bits: int) -> rsa.RSAPrivateKey:
     _check_seed(seed)
     if bits < 2048 or bits > 65520 or bits % 16:
         raise PkiError(f"det-keygen RSA: {bits} bits; a multiple of 16 from 2048 to 65520 required")
-    candidates = _HmacDrbg(seed, b"det RSA key gen" + bits.to_bytes(2, "big")).rsa_candidates(bits // 16)
-    gcd, small, large = gmpy2.gcd, _SMALL_PRIME_PRODUCTS, _LARGE_PRIME_PRODUCT
-    composite_filter, bpsw = _composite_filter, _bpsw
+    with _survivors(seed, b"det RSA key gen" + bits.to_bytes(2, "big"), bits // 16) as survivors:
+        return _rsa_key_from(survivors, bits)
+
+
+def _rsa_key_from(survivors: Iterator[gmpy2.mpz], bits: int) -> rsa.RSAPrivateKey:
+    gcd, large, composite_filter, bpsw = gmpy2.gcd, _LARGE_PRIME_PRODUCT, _composite_filter, _bpsw
 
     def prime() -> int:
-        """Step 13: the next candidate that is prime (trial division, a base-2 test, then BPSW)."""
-        for t in candidates:
-            for product in small:
-                if gcd(t % product, product) != 1:
-                    break
-            else:
-                if gcd(large % t, t) == 1 and composite_filter(t) and bpsw(t):
-                    return int(t)
+        """Step 13: the next candidate that is prime (trial division's second step, a base-2 test,
+        then BPSW)."""
+        for t in survivors:
+            if gcd(large % t, t) == 1 and composite_filter(t) and bpsw(t):
+                return int(t)
         raise AssertionError("unreachable: the candidate stream is endless")  # pragma: no cover
 
     while True:

@@ -1,4 +1,5 @@
-"""The base-2 Fermat test by the system's libcrypto: the composite filter of det-keygen's prime search.
+"""The system's libcrypto for det-keygen's prime search: the base-2 Fermat test that filters composites,
+and the SHA-256 block function the C candidate stream uses (pki/candidates.py).
 
 Nine in ten prime candidates that survive trial division are composite, and one base-2 test
 rejects each of them: ~70 such tests per RSA-2048 key, where most of its time goes. OpenSSL's
@@ -9,6 +10,10 @@ so this process's other threads run meanwhile.
 Only a filter: every prime passes it, and a candidate it passes still goes to GMP's BPSW, so keys
 are the same with it or without it (tests/test_detkeygen.py derives the vectors both ways). Where
 no libcrypto 3 loads (another OS), `fermat_base2` is None and BPSW alone decides.
+
+SHA256_Transform (deprecated in OpenSSL 3, still exported) runs one SHA-256 block with the
+assembly OpenSSL picks for this CPU (SHA-NI here): ~3x faster than portable C. Its address is
+handed to C code, never called from Python; None where a build leaves it out.
 """
 
 from __future__ import annotations
@@ -87,5 +92,13 @@ def _fermat_base2(lib: ctypes.CDLL) -> Callable[[int], bool]:
     return fermat_base2
 
 
+def _address(lib: ctypes.CDLL | None, function: str) -> int | None:
+    try:
+        return None if lib is None else ctypes.cast(getattr(lib, function), ctypes.c_void_p).value
+    except AttributeError:
+        return None
+
+
 _lib = _load()
 fermat_base2: Final[Callable[[int], bool] | None] = None if _lib is None else _fermat_base2(_lib)
+sha256_block_address: Final[int | None] = _address(_lib, "SHA256_Transform")

@@ -1,0 +1,278 @@
+/* det-keygen's RSA prime candidates (c2sp.org/det-keygen, steps 8-13.2), and the cheap first step
+ * of their trial division, in C: the part of RSA key derivation that is all interpreter overhead in
+ * Python (~14 SHA-256 blocks and ~3 small remainders per candidate, ~730 candidates per RSA-2048
+ * key). pki/candidates.py loads the library `make` builds from this file, checks it against the
+ * Python stream, and keeps the Python code where there is no compiler.
+ *
+ * No secrets leave through this file's interface except the candidates themselves; memory holding
+ * DRBG state is wiped before it is freed. Plain C99.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ABI_VERSION 1
+
+/* ---- SHA-256 (FIPS 180-4). The block function is OpenSSL's SHA256_Transform when the caller
+ * passes it (SHA-NI or AVX2 assembly, ~6x faster here), else this portable one. ---- */
+
+/* Room for a whole SHA256_CTX (112 bytes in OpenSSL 3): SHA256_Transform reads only h[0..7]. */
+typedef struct { uint32_t h[32]; } sha_ctx;
+typedef void (*block_fn)(sha_ctx *ctx, const uint8_t block[64]);
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+static const uint32_t H0[8] = {
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+};
+
+/* memset that the compiler may not drop as a dead store */
+static void wipe(void *p, size_t n) {
+    volatile uint8_t *b = p;
+    while (n--) *b++ = 0;
+}
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void portable_block(sha_ctx *ctx, const uint8_t p[64]) {
+    uint32_t w[64], *h = ctx->h;
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = k + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
+        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+/* Finish a hash whose state `ctx` has absorbed `done` whole blocks, over the rest of the message
+ * (two parts, so "V || byte || material" needs no copy into one buffer). */
+static void sha_finish(block_fn block, sha_ctx *ctx, uint64_t done, const uint8_t *a, size_t alen,
+                       const uint8_t *b, size_t blen, uint8_t out[32]) {
+    uint8_t buf[64];
+    size_t fill = 0;
+    uint64_t total = done * 64 + alen + blen;
+    const uint8_t *parts[2] = {a, b};
+    size_t lens[2] = {alen, blen};
+    for (int part = 0; part < 2; part++) {
+        const uint8_t *p = parts[part];
+        size_t n = lens[part];
+        while (n > 0) {
+            size_t take = 64 - fill < n ? 64 - fill : n;
+            memcpy(buf + fill, p, take);
+            fill += take; p += take; n -= take;
+            if (fill == 64) { block(ctx, buf); fill = 0; }
+        }
+    }
+    buf[fill++] = 0x80;
+    if (fill > 56) { memset(buf + fill, 0, 64 - fill); block(ctx, buf); fill = 0; }
+    memset(buf + fill, 0, 56 - fill);
+    for (int i = 0; i < 8; i++) buf[63 - i] = (uint8_t)((total * 8) >> (8 * i));
+    block(ctx, buf);
+    for (int i = 0; i < 8; i++) put_be32(out + 4 * i, ctx->h[i]);
+}
+
+/* ---- HMAC-SHA256 (RFC 2104) under a 32-byte key, its two pad blocks absorbed once per key ---- */
+
+typedef struct { sha_ctx inner, outer; } hmac_key;
+
+static void hmac_set_key(block_fn block, hmac_key *k, const uint8_t key[32]) {
+    uint8_t pad[64];
+    memset(pad, 0, sizeof pad);
+    memcpy(pad, key, 32);
+    for (int i = 0; i < 64; i++) pad[i] ^= 0x36;
+    memset(&k->inner, 0, sizeof k->inner);
+    memcpy(k->inner.h, H0, sizeof H0);
+    block(&k->inner, pad);
+    for (int i = 0; i < 64; i++) pad[i] ^= 0x36 ^ 0x5c;
+    memset(&k->outer, 0, sizeof k->outer);
+    memcpy(k->outer.h, H0, sizeof H0);
+    block(&k->outer, pad);
+    wipe(pad, sizeof pad);
+}
+
+/* HMAC(key, v || sep || material), sep and material optional (sep < 0: none). */
+static void hmac(block_fn block, const hmac_key *k, const uint8_t v[32], int sep, const uint8_t *material,
+                 size_t material_len, uint8_t out[32]) {
+    uint8_t head[33], digest[32];
+    sha_ctx ctx = k->inner;
+    memcpy(head, v, 32);
+    size_t head_len = 32;
+    if (sep >= 0) head[head_len++] = (uint8_t)sep;
+    sha_finish(block, &ctx, 1, head, head_len, material, material_len, digest);
+    ctx = k->outer;
+    sha_finish(block, &ctx, 1, digest, 32, NULL, 0, out);
+}
+
+/* ---- HMAC_DRBG (SP 800-90A 10.1.2) as det-keygen uses it ---- */
+
+typedef struct {
+    block_fn block;
+    hmac_key key;
+    uint8_t v[32];
+    int drawn;             /* whether a candidate was drawn: every later one starts with an update */
+    size_t nbytes;         /* candidate length: bits / 16 */
+    size_t words;          /* 32-bit words per candidate, rounded up */
+    uint32_t *word_buf;    /* the candidate, least significant word first */
+    uint32_t *powers;      /* per product: 2^(32 i) mod product, i < words */
+} stream;
+
+/* K = HMAC(K, V || sep || material); V = HMAC(K, V) */
+static void drbg_update(stream *s, int sep, const uint8_t *material, size_t len) {
+    uint8_t k[32];
+    hmac(s->block, &s->key, s->v, sep, material, len, k);
+    hmac_set_key(s->block, &s->key, k);
+    hmac(s->block, &s->key, s->v, -1, NULL, 0, s->v);
+    wipe(k, sizeof k);
+}
+
+/* ---- Trial division by the odd primes below 800 (what pki/detkeygen.py's first step does), as
+ * products below 2^32 smallest first: the first (3 * 5 * ... * 29) already rejects ~70% of
+ * candidates. A candidate's remainder modulo a product is sum(word_i * (2^(32 i) mod product)),
+ * multiplications and additions only, no division per word. ---- */
+
+#define SMALL_BOUND 800
+static uint32_t small_primes[SMALL_BOUND / 2];
+static uint32_t products[SMALL_BOUND / 2];
+static uint8_t primes_per_product[SMALL_BOUND / 2];
+static int product_count;
+
+/* The tables: once, before any stream (the loader calls it while importing, one thread). */
+void dk_init(void) {
+    if (product_count) return;
+    int nprimes = 0;
+    for (uint32_t n = 3; n < SMALL_BOUND; n += 2) {
+        int prime = 1;
+        for (uint32_t d = 3; d * d <= n; d += 2)
+            if (n % d == 0) { prime = 0; break; }
+        if (prime) small_primes[nprimes++] = n;
+    }
+    uint64_t product = 1;
+    int count = 0, groups = 0;
+    for (int i = 0; i < nprimes; i++) {
+        if (product * small_primes[i] >> 32) {
+            products[groups] = (uint32_t)product;
+            primes_per_product[groups++] = (uint8_t)count;
+            product = 1; count = 0;
+        }
+        product *= small_primes[i];
+        count++;
+    }
+    products[groups] = (uint32_t)product;
+    primes_per_product[groups++] = (uint8_t)count;
+    product_count = groups;
+}
+
+static uint32_t product_remainder(const stream *s, int j) {
+    const uint32_t *power = s->powers + (size_t)j * s->words;
+    uint64_t m = products[j], low = 0, high = 0;
+    for (size_t i = 0; i < s->words; i++) {
+        uint64_t term = (uint64_t)s->word_buf[i] * power[i];
+        low += term & 0xffffffffu;
+        high += term >> 32;
+    }
+    /* low, high < words * 2^32 <= 2^42: (high * 2^32 + low) mod m without overflow */
+    uint64_t shifted = ((high % m) << 32) % m;
+    return (uint32_t)((shifted + low % m) % m);
+}
+
+static int survives_small_primes(const stream *s) {
+    const uint32_t *p = small_primes;
+    for (int j = 0; j < product_count; j++) {
+        uint32_t r = product_remainder(s, j);
+        for (int k = 0; k < primes_per_product[j]; k++)
+            if (r % p[k] == 0) return 0;
+        p += primes_per_product[j];
+    }
+    return 1;
+}
+
+/* ---- The interface ---- */
+
+int dk_abi_version(void) { return ABI_VERSION; }
+
+/* A candidate stream for det-keygen's instantiate material (seed || personalization) and candidate
+ * length (bits / 16 bytes). `block` may be NULL (portable SHA-256). NULL on bad arguments. */
+void *dk_stream_new(const uint8_t *material, size_t material_len, size_t nbytes, block_fn block) {
+    if (nbytes < 8 || nbytes > 4096 || material == NULL) return NULL;
+    if (product_count == 0) return NULL;  /* dk_init first */
+    stream *s = calloc(1, sizeof *s);
+    if (s == NULL) return NULL;
+    s->block = block ? block : portable_block;
+    s->nbytes = nbytes;
+    s->words = (nbytes + 3) / 4;
+    s->word_buf = calloc(s->words, sizeof *s->word_buf);
+    s->powers = calloc((size_t)product_count * s->words, sizeof *s->powers);
+    if (s->word_buf == NULL || s->powers == NULL) {
+        free(s->word_buf); free(s->powers); free(s);
+        return NULL;
+    }
+    for (int j = 0; j < product_count; j++) {
+        uint64_t m = products[j], power = 1 % m;
+        for (size_t i = 0; i < s->words; i++) {
+            s->powers[(size_t)j * s->words + i] = (uint32_t)power;
+            power = (power << 32) % m;
+        }
+    }
+    uint8_t zero_key[32] = {0};
+    memset(s->v, 0x01, sizeof s->v);
+    hmac_set_key(s->block, &s->key, zero_key);
+    drbg_update(s, 0x00, material, material_len);
+    drbg_update(s, 0x01, material, material_len);
+    return s;
+}
+
+/* Draw candidates (each after the spec's update, but the first) until one survives the small
+ * primes; write it big-endian to out[nbytes]. Returns how many were drawn. */
+long dk_stream_next(void *handle, uint8_t *out) {
+    stream *s = handle;
+    long drawn = 0;
+    for (;;) {
+        if (s->drawn) drbg_update(s, 0x00, NULL, 0);
+        s->drawn = 1;
+        drawn++;
+        for (size_t off = 0; off < s->nbytes; off += 32) {
+            hmac(s->block, &s->key, s->v, -1, NULL, 0, s->v);
+            memcpy(out + off, s->v, s->nbytes - off < 32 ? s->nbytes - off : 32);
+        }
+        out[0] |= 0xc0;
+        out[s->nbytes - 1] |= 0x07;
+        memset(s->word_buf, 0, s->words * sizeof *s->word_buf);
+        for (size_t i = 0; i < s->nbytes; i++) {
+            size_t bit = 8 * (s->nbytes - 1 - i);
+            s->word_buf[bit / 32] |= (uint32_t)out[i] << (bit % 32);
+        }
+        if (survives_small_primes(s)) return drawn;
+    }
+}
+
+void dk_stream_free(void *handle) {
+    stream *s = handle;
+    if (s == NULL) return;
+    wipe(&s->key, sizeof s->key);
+    wipe(s->v, sizeof s->v);
+    wipe(s->word_buf, s->words * sizeof *s->word_buf);
+    free(s->word_buf);
+    free(s->powers);
+    free(s);
+}
