@@ -28,13 +28,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # det-keygen's RSA candidate stream in C (pki/candidates.c): RSA keys derive ~15% faster. Optional:
-# without a C compiler keys come from the Python stream, the very same numbers (pki/candidates.py
-# checks the library against it before use).
+# without a working C compiler keys come from the Python stream, the very same numbers
+# (pki/detkeygen.py checks the library against it before use). Built aside, then moved into place.
 NATIVE := pki/libcandidates.so
-$(NATIVE): pki/candidates.c
-	@if command -v $(CC) >/dev/null 2>&1; then \
-		echo "$(CC) $< -> $@"; $(CC) -std=c99 -O2 -Wall -Wextra -fPIC -shared -o $@ $<; \
-	else echo "note: no C compiler ('$(CC)'): RSA keys are derived by the Python candidate stream (~15% slower)" >&2; fi
+$(NATIVE): pki/candidates.c Makefile
+	@if $(CC) -std=c99 -O2 -Wall -Wextra -fPIC -shared -o $@.tmp $< 2>$@.log; then \
+		mv -f $@.tmp $@; rm -f $@.log; echo "built $@ ($(CC))"; \
+	else rm -f $@.tmp; echo "note: no working C compiler ('$(CC)', see $@.log): RSA keys come from the Python candidate stream (~15% slower)" >&2; fi
 READY := $(STAMP) $(NATIVE)
 
 venv: $(READY)
@@ -111,5 +111,5 @@ guard: $(READY)
 	$(PY) -m slbmtls guard --stack="$$STACK"
 
 clean:
-	rm -rf $(VENV) $(NATIVE) tools/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(NATIVE) $(NATIVE).log tools/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -257,7 +257,6 @@ def print_rows(title: str, rows: list[tuple[str, float]]) -> None:
 
 if __name__ == "__main__":
     print(f"slb-mtls benchmarks on {os.cpu_count()} cores; all numbers from this one run")
-    print("det-keygen RSA candidates: " + ("C (pki/libcandidates.so)" if detkeygen.native_candidates()
-                                           else "Python (pki/libcandidates.so not built: no C compiler)"))
+    print(f"det-keygen RSA candidates: {detkeygen.candidate_stream()}")
     pki_bench()
     plan_bench()

@@ -4,18 +4,20 @@
  * key). pki/candidates.py loads the library `make` builds from this file, checks it against the
  * Python stream, and keeps the Python code where there is no compiler.
  *
- * No secrets leave through this file's interface except the candidates themselves; memory holding
- * DRBG state is wiped before it is freed. Plain C99.
+ * Nothing secret leaves through this file's interface but the candidates themselves (which become
+ * Python ints, beyond wiping); the DRBG state and the buffers that held it or a candidate are
+ * wiped, on the heap when a stream is freed and on the stack when a function returns. No global
+ * mutable state: streams in different threads share nothing. Plain C99.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 
 /* ---- SHA-256 (FIPS 180-4). The block function is OpenSSL's SHA256_Transform when the caller
- * passes it (SHA-NI or AVX2 assembly, ~6x faster here), else this portable one. ---- */
+ * passes it (SHA-NI or AVX2 assembly; the whole stream ~3x faster here), else this portable one. ---- */
 
 /* Room for a whole SHA256_CTX (112 bytes in OpenSSL 3): SHA256_Transform reads only h[0..7]. */
 typedef struct { uint32_t h[32]; } sha_ctx;
@@ -59,6 +61,7 @@ static void portable_block(sha_ctx *ctx, const uint8_t p[64]) {
         k = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
     }
     h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+    wipe(w, sizeof w);
 }
 
 static void put_be32(uint8_t *p, uint32_t v) {
@@ -90,6 +93,7 @@ static void sha_finish(block_fn block, sha_ctx *ctx, uint64_t done, const uint8_
     for (int i = 0; i < 8; i++) buf[63 - i] = (uint8_t)((total * 8) >> (8 * i));
     block(ctx, buf);
     for (int i = 0; i < 8; i++) put_be32(out + 4 * i, ctx->h[i]);
+    wipe(buf, sizeof buf);
 }
 
 /* ---- HMAC-SHA256 (RFC 2104) under a 32-byte key, its two pad blocks absorbed once per key ---- */
@@ -122,9 +126,29 @@ static void hmac(block_fn block, const hmac_key *k, const uint8_t v[32], int sep
     sha_finish(block, &ctx, 1, head, head_len, material, material_len, digest);
     ctx = k->outer;
     sha_finish(block, &ctx, 1, digest, 32, NULL, 0, out);
+    wipe(head, sizeof head);
+    wipe(digest, sizeof digest);
+    wipe(&ctx, sizeof ctx);
 }
 
-/* ---- HMAC_DRBG (SP 800-90A 10.1.2) as det-keygen uses it ---- */
+/* ---- Trial division by the odd primes below 800 (what pki/detkeygen.py's first step does), as
+ * products below 2^32 smallest first: the first (3 * 5 * ... * 29) already rejects ~70% of
+ * candidates. A candidate's remainder modulo a product is sum(word_i * (2^(32 i) mod product)),
+ * multiplications and additions only, no division per word. ---- */
+
+/* The odd primes below 800, pki/detkeygen.py's _SMALL_BOUND (tests compare the two streams). */
+static const uint16_t SMALL_PRIMES[] = {
+    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73,
+    79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173, 179,
+    181, 191, 193, 197, 199, 211, 223, 227, 229, 233, 239, 241, 251, 257, 263, 269, 271, 277, 281, 283,
+    293, 307, 311, 313, 317, 331, 337, 347, 349, 353, 359, 367, 373, 379, 383, 389, 397, 401, 409, 419,
+    421, 431, 433, 439, 443, 449, 457, 461, 463, 467, 479, 487, 491, 499, 503, 509, 521, 523, 541, 547,
+    557, 563, 569, 571, 577, 587, 593, 599, 601, 607, 613, 617, 619, 631, 641, 643, 647, 653, 659, 661,
+    673, 677, 683, 691, 701, 709, 719, 727, 733, 739, 743, 751, 757, 761, 769, 773, 787, 797,
+};
+#define SMALL_PRIME_COUNT (sizeof SMALL_PRIMES / sizeof SMALL_PRIMES[0])
+
+/* ---- HMAC_DRBG (SP 800-90A 10.1.2) as det-keygen uses it, and its candidates ---- */
 
 typedef struct {
     block_fn block;
@@ -134,6 +158,9 @@ typedef struct {
     size_t nbytes;         /* candidate length: bits / 16 */
     size_t words;          /* 32-bit words per candidate, rounded up */
     uint32_t *word_buf;    /* the candidate, least significant word first */
+    uint32_t products[SMALL_PRIME_COUNT];  /* SMALL_PRIMES in groups, each product below 2^32 */
+    uint8_t primes_per_product[SMALL_PRIME_COUNT];
+    size_t product_count;
     uint32_t *powers;      /* per product: 2^(32 i) mod product, i < words */
 } stream;
 
@@ -146,46 +173,26 @@ static void drbg_update(stream *s, int sep, const uint8_t *material, size_t len)
     wipe(k, sizeof k);
 }
 
-/* ---- Trial division by the odd primes below 800 (what pki/detkeygen.py's first step does), as
- * products below 2^32 smallest first: the first (3 * 5 * ... * 29) already rejects ~70% of
- * candidates. A candidate's remainder modulo a product is sum(word_i * (2^(32 i) mod product)),
- * multiplications and additions only, no division per word. ---- */
-
-#define SMALL_BOUND 800
-static uint32_t small_primes[SMALL_BOUND / 2];
-static uint32_t products[SMALL_BOUND / 2];
-static uint8_t primes_per_product[SMALL_BOUND / 2];
-static int product_count;
-
-/* The tables: once, before any stream (the loader calls it while importing, one thread). */
-void dk_init(void) {
-    if (product_count) return;
-    int nprimes = 0;
-    for (uint32_t n = 3; n < SMALL_BOUND; n += 2) {
-        int prime = 1;
-        for (uint32_t d = 3; d * d <= n; d += 2)
-            if (n % d == 0) { prime = 0; break; }
-        if (prime) small_primes[nprimes++] = n;
-    }
+static void group_small_primes(stream *s) {
     uint64_t product = 1;
-    int count = 0, groups = 0;
-    for (int i = 0; i < nprimes; i++) {
-        if (product * small_primes[i] >> 32) {
-            products[groups] = (uint32_t)product;
-            primes_per_product[groups++] = (uint8_t)count;
-            product = 1; count = 0;
+    uint8_t count = 0;
+    for (size_t i = 0; i < SMALL_PRIME_COUNT; i++) {
+        if (product * SMALL_PRIMES[i] >> 32) {
+            s->products[s->product_count] = (uint32_t)product;
+            s->primes_per_product[s->product_count++] = count;
+            product = 1;
+            count = 0;
         }
-        product *= small_primes[i];
+        product *= SMALL_PRIMES[i];
         count++;
     }
-    products[groups] = (uint32_t)product;
-    primes_per_product[groups++] = (uint8_t)count;
-    product_count = groups;
+    s->products[s->product_count] = (uint32_t)product;
+    s->primes_per_product[s->product_count++] = count;
 }
 
-static uint32_t product_remainder(const stream *s, int j) {
-    const uint32_t *power = s->powers + (size_t)j * s->words;
-    uint64_t m = products[j], low = 0, high = 0;
+static uint32_t product_remainder(const stream *s, size_t j) {
+    const uint32_t *power = s->powers + j * s->words;
+    uint64_t m = s->products[j], low = 0, high = 0;
     for (size_t i = 0; i < s->words; i++) {
         uint64_t term = (uint64_t)s->word_buf[i] * power[i];
         low += term & 0xffffffffu;
@@ -197,12 +204,12 @@ static uint32_t product_remainder(const stream *s, int j) {
 }
 
 static int survives_small_primes(const stream *s) {
-    const uint32_t *p = small_primes;
-    for (int j = 0; j < product_count; j++) {
+    const uint16_t *p = SMALL_PRIMES;
+    for (size_t j = 0; j < s->product_count; j++) {
         uint32_t r = product_remainder(s, j);
-        for (int k = 0; k < primes_per_product[j]; k++)
+        for (int k = 0; k < s->primes_per_product[j]; k++)
             if (r % p[k] == 0) return 0;
-        p += primes_per_product[j];
+        p += s->primes_per_product[j];
     }
     return 1;
 }
@@ -212,25 +219,28 @@ static int survives_small_primes(const stream *s) {
 int dk_abi_version(void) { return ABI_VERSION; }
 
 /* A candidate stream for det-keygen's instantiate material (seed || personalization) and candidate
- * length (bits / 16 bytes). `block` may be NULL (portable SHA-256). NULL on bad arguments. */
+ * length (bits / 16 bytes, 8 to 4096). `block` may be NULL (portable SHA-256). NULL on bad
+ * arguments or when out of memory. */
 void *dk_stream_new(const uint8_t *material, size_t material_len, size_t nbytes, block_fn block) {
     if (nbytes < 8 || nbytes > 4096 || material == NULL) return NULL;
-    if (product_count == 0) return NULL;  /* dk_init first */
     stream *s = calloc(1, sizeof *s);
     if (s == NULL) return NULL;
     s->block = block ? block : portable_block;
     s->nbytes = nbytes;
     s->words = (nbytes + 3) / 4;
+    group_small_primes(s);
     s->word_buf = calloc(s->words, sizeof *s->word_buf);
-    s->powers = calloc((size_t)product_count * s->words, sizeof *s->powers);
+    s->powers = calloc(s->product_count * s->words, sizeof *s->powers);
     if (s->word_buf == NULL || s->powers == NULL) {
-        free(s->word_buf); free(s->powers); free(s);
+        free(s->word_buf);
+        free(s->powers);
+        free(s);
         return NULL;
     }
-    for (int j = 0; j < product_count; j++) {
-        uint64_t m = products[j], power = 1 % m;
+    for (size_t j = 0; j < s->product_count; j++) {
+        uint64_t m = s->products[j], power = 1 % m;
         for (size_t i = 0; i < s->words; i++) {
-            s->powers[(size_t)j * s->words + i] = (uint32_t)power;
+            s->powers[j * s->words + i] = (uint32_t)power;
             power = (power << 32) % m;
         }
     }

@@ -6,10 +6,11 @@ candidate is ~13 us of interpreter overhead around 14 SHA-256 blocks, and an RSA
 step (odd primes below 800) in ~2.5 us each, with OpenSSL's SHA-256 block function
 (pki.libcrypto) where that loads.
 
-Optional: without a C compiler there is no library and pki.detkeygen stays on its Python stream;
-it also checks, before first use, that the library yields exactly the Python stream's numbers, so
-a stale or miscompiled library cannot change a key. Each stream belongs to one thread; ctypes
-releases the GIL while C runs.
+Optional: without a C compiler there is no library and pki.detkeygen stays on its Python stream.
+Before using the library for a candidate length it checks, once per process, that the library
+yields the Python stream's numbers for seeds of several lengths (tests compare far more), so a
+stale or miscompiled library is set aside with a warning rather than trusted. Each stream belongs
+to one thread; ctypes releases the GIL while C runs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import gmpy2
 from pki import libcrypto
 
 LIBRARY: Final = Path(__file__).with_name("libcandidates.so")
-_ABI_VERSION: Final = 1  # pki/candidates.c's ABI_VERSION
+_ABI_VERSION: Final = 2  # pki/candidates.c's ABI_VERSION
 MIN_BYTES, MAX_BYTES = 8, 4096  # candidate lengths pki/candidates.c takes (det-keygen's: 128 to 4095)
 
 
@@ -36,8 +37,6 @@ def _load() -> ctypes.CDLL | None:
     try:
         lib.dk_abi_version.restype = ctypes.c_int
         lib.dk_abi_version.argtypes = []
-        lib.dk_init.restype = None
-        lib.dk_init.argtypes = []
         lib.dk_stream_new.restype = ctypes.c_void_p
         lib.dk_stream_new.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]
         lib.dk_stream_next.restype = ctypes.c_long
@@ -46,10 +45,7 @@ def _load() -> ctypes.CDLL | None:
         lib.dk_stream_free.argtypes = [ctypes.c_void_p]
     except AttributeError:  # a library from another version of this file
         return None
-    if lib.dk_abi_version() != _ABI_VERSION:
-        return None
-    lib.dk_init()  # the prime tables, once, while this module is imported (one thread)
-    return lib
+    return lib if lib.dk_abi_version() == _ABI_VERSION else None
 
 
 _lib: Final = _load()
@@ -84,9 +80,10 @@ class NativeStream:
         return gmpy2.mpz(int.from_bytes(self._out.raw, "big"))
 
     def close(self) -> None:
-        """Wipes and frees the DRBG state; idempotent."""
+        """Wipes and frees the DRBG state, wipes the last candidate's buffer; idempotent."""
         if self._handle is not None and _lib is not None:
             _lib.dk_stream_free(self._handle)
+            ctypes.memset(self._out, 0, len(self._out))
         self._handle = None
 
     def __enter__(self) -> NativeStream:

@@ -6,7 +6,7 @@ spec's personalization strings, candidate masks and retry rules; only the primal
 choose (the spec asks for a negligible error rate): GMP's BPSW, after trial division and one base-2
 test (OpenSSL's, where it loads: pki.libcrypto) that reject the composites sooner. The RSA candidate
 stream and its first trial-division step also run in C where `make` built it (pki.candidates),
-after a check that it yields the very numbers of the Python stream here.
+once a check shows, per candidate length, that it yields the Python stream's numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import sys
 from collections.abc import Callable, Generator, Iterator
 from typing import Final
 
@@ -176,35 +177,46 @@ def _python_survivors(seed: bytes, personalization: bytes, nbytes: int) -> Gener
             yield t
 
 
-# A fixed seed and the candidate lengths the check compares: a multiple of 4 bytes (RSA-2048) and
-# one that is not (RSA-2064), 12 survivors each (~70 candidates each, ~2 ms of Python, once per
-# process).
-_CHECK_SEED: Final = hashlib.sha256(b"slb-mtls: pki.candidates agrees with pki.detkeygen").digest()
-_CHECK_LENGTHS: Final = (128, 129)
-_CHECK_SURVIVORS: Final = 12
+# What the check compares, once per process and candidate length, before the C stream is used:
+# seeds of 32 bytes (every stack key's), 16 (the shortest det-keygen takes), and those whose
+# instantiate message ends at each SHA-256 padding boundary (64 + 33 + seed + 17 bytes = 55, 56,
+# 63 and 0 mod 64: seeds of 69, 70, 77 and 78 bytes), 3 survivors each (~1.5 ms of Python).
+_CHECK_SEED_LENGTHS: Final = (16, 32, 69, 70, 77, 78)
+_CHECK_SURVIVORS: Final = 3
+
+
+def candidate_stream() -> str:
+    """Where RSA candidates come from here, for the bench's header."""
+    if not candidates.available:
+        return f"Python ({candidates.LIBRARY.name} not built or not loadable)"
+    return "C" if _native_agrees(128) else f"Python ({candidates.LIBRARY.name} disagrees with it)"
 
 
 @functools.cache
-def native_candidates() -> bool:
-    """Whether RSA keys draw their candidates from the C library: it is loaded and yields exactly
-    what the Python stream yields (checked once per process)."""
-    if not candidates.available:
-        return False
-    for nbytes in _CHECK_LENGTHS:
-        personalization = b"det RSA key gen" + (nbytes * 16).to_bytes(2, "big")
-        python = _python_survivors(_CHECK_SEED, personalization, nbytes)
-        with candidates.NativeStream(_CHECK_SEED + personalization, nbytes) as native:
-            for _ in range(_CHECK_SURVIVORS):
-                if next(native) != next(python):
-                    return False
+def _native_agrees(nbytes: int) -> bool:
+    """Whether the C library yields exactly the Python stream's survivors (and draws) at this
+    candidate length: a stale or miscompiled library is then not used, with a warning."""
+    personalization = b"det RSA key gen" + (nbytes * 16).to_bytes(2, "big")
+    for length in _CHECK_SEED_LENGTHS:
+        seed = hashlib.shake_256(b"slb-mtls: pki.candidates agrees with pki.detkeygen").digest(length)
+        python = _python_survivors(seed, personalization, nbytes)
+        with candidates.NativeStream(seed + personalization, nbytes) as native:
+            if any(next(native) != next(python) for _ in range(_CHECK_SURVIVORS)):
+                print(f"warning: {candidates.LIBRARY} does not yield det-keygen's candidates of {nbytes} bytes; "
+                      "using the Python stream (rebuild it: make venv)", file=sys.stderr)
+                return False
     return True
+
+
+def _native(nbytes: int) -> bool:
+    return candidates.available and candidates.MIN_BYTES <= nbytes <= candidates.MAX_BYTES and _native_agrees(nbytes)
 
 
 @contextlib.contextmanager
 def _survivors(seed: bytes, personalization: bytes, nbytes: int) -> Iterator[Iterator[gmpy2.mpz]]:
     """The small-prime survivors of one key's stream, from C where it agrees, its state freed after."""
     stream: candidates.NativeStream | Generator[gmpy2.mpz]
-    if native_candidates():
+    if _native(nbytes):
         stream = candidates.NativeStream(seed + personalization, nbytes)
     else:
         stream = _python_survivors(seed, personalization, nbytes)
