@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,6 +37,9 @@ class Issued:
     certificate: x509.Certificate
     key_source: PrivateKey | Callable[[], PrivateKey] | None
     chain: tuple[x509.Certificate, ...] = ()  # intermediates, leaf excluded
+    # The certificate's DER where the caller has it (a helper's answer, parsed into `certificate`):
+    # cryptography re-encodes the certificate for each public_bytes/fingerprint call (~15 us each).
+    certificate_der: bytes | None = None
 
     @cached_property
     def private_key(self) -> PrivateKey | None:
@@ -50,8 +54,14 @@ class Issued:
         return self.key_source is not None
 
     @cached_property
+    def der(self) -> bytes:
+        given = self.certificate_der
+        return self.certificate.public_bytes(serialization.Encoding.DER) if given is None else given
+
+    @cached_property
     def fingerprint(self) -> str:
-        return fingerprint(self.certificate)
+        """As `fingerprint(self.certificate)`, from the DER once."""
+        return hashlib.sha256(self.der).hexdigest()
 
     @property
     def serial_hex(self) -> str:
@@ -63,7 +73,8 @@ class Issued:
 
     @cached_property
     def certificate_pem(self) -> str:
-        return certificate_pem(self.certificate)
+        """As `certificate_pem(self.certificate)`, from the DER once."""
+        return pem("CERTIFICATE", self.der)
 
     @cached_property
     def chain_pem(self) -> str:

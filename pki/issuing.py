@@ -176,7 +176,7 @@ def _deferred_ec_key(key_der: bytes, cert_der: bytes, certificate: x509.Certific
                            "certificate; plan again with SLB_MTLS_PKI_WORKERS=1 and report this")
         return key
 
-    return Issued(certificate, load)
+    return Issued(certificate, load, certificate_der=cert_der)
 
 
 def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | None:
@@ -187,11 +187,12 @@ def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | 
     except (ValueError, TypeError):  # not DER
         return None
     if client.csr_pem is not None or key_der is None:
-        return Issued(certificate, None) if client.csr_pem is not None and key_der is None else None
+        from_csr = client.csr_pem is not None and key_der is None
+        return Issued(certificate, None, certificate_der=cert_der) if from_csr else None
     if client.key_type is KeyType.EC_P256 and (deferred := _deferred_ec_key(key_der, cert_der, certificate, client)):
         return deferred
     key = _matching_key(key_der, certificate, client)
-    return None if key is None else Issued(certificate, key)
+    return None if key is None else Issued(certificate, key, certificate_der=cert_der)
 
 
 _started: _Issuing | None = None

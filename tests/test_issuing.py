@@ -55,8 +55,13 @@ SPEC: PkiSpec = spec(
 
 
 def _rendered(material: PkiMaterial) -> list[str]:
+    """Everything a plan shows of the material; each client's PEM and fingerprint also as
+    cryptography renders them from the parsed certificate (a helper's come from its DER)."""
+    for c in material.clients.values():
+        assert c.certificate_pem == c.certificate.public_bytes(serialization.Encoding.PEM).decode()
+        assert c.fingerprint == c.certificate.fingerprint(hashes.SHA256()).hex()
     return [material.ca.issued.certificate_pem, material.crl_pem,
-            *(name + c.certificate_pem + (c.private_key_pem() if c.private_key else "")
+            *(name + c.certificate_pem + c.fingerprint + (c.private_key_pem() if c.private_key else "")
               for name, c in material.clients.items())]
 
 
