@@ -194,8 +194,8 @@ def candidate_stream() -> str:
 
 @functools.cache
 def _native_agrees(nbytes: int) -> bool:
-    """Whether the C library yields exactly the Python stream's survivors (and draws) at this
-    candidate length: a stale or miscompiled library is then not used, with a warning."""
+    """Whether the C library yields the Python stream's first survivors at this candidate length
+    for every check seed: a stale or miscompiled library is then not used, with a warning."""
     personalization = b"det RSA key gen" + (nbytes * 16).to_bytes(2, "big")
     for length in _CHECK_SEED_LENGTHS:
         seed = hashlib.shake_256(b"slb-mtls: pki.candidates agrees with pki.detkeygen").digest(length)
@@ -209,6 +209,7 @@ def _native_agrees(nbytes: int) -> bool:
 
 
 def _native(nbytes: int) -> bool:
+    """Whether this key's candidates come from the C library."""
     return candidates.available and candidates.MIN_BYTES <= nbytes <= candidates.MAX_BYTES and _native_agrees(nbytes)
 
 
