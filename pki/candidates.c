@@ -1,8 +1,9 @@
 /* det-keygen's RSA prime candidates (c2sp.org/det-keygen, steps 8-13.2), and the cheap first step
  * of their trial division, in C: the part of RSA key derivation that is all interpreter overhead in
  * Python (~14 SHA-256 blocks and ~3 small remainders per candidate, ~730 candidates per RSA-2048
- * key). pki/candidates.py loads the library `make` builds from this file, checks it against the
- * Python stream, and keeps the Python code where there is no compiler.
+ * key). Also the base-2 Fermat test that rejects most composite candidates, on OpenSSL's
+ * Montgomery arithmetic. pki/candidates.py loads the library `make` builds from this file, checks
+ * it against the Python code, and keeps the Python code where there is no compiler.
  *
  * Nothing secret leaves through this file's interface but the candidates themselves (which become
  * Python ints, beyond wiping); the DRBG state and the buffers that held it or a candidate are
@@ -14,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ABI_VERSION 2
+#define ABI_VERSION 3
 
 /* ---- SHA-256 (FIPS 180-4). The block function is OpenSSL's SHA256_Transform when the caller
  * passes it (SHA-NI or AVX2 assembly; the whole stream ~3x faster here), else this portable one. ---- */
@@ -285,4 +286,81 @@ void dk_stream_free(void *handle) {
     free(s->word_buf);
     free(s->powers);
     free(s);
+}
+
+/* ---- The base-2 Fermat test, 2^(n-1) mod n == 1, on OpenSSL's BIGNUM functions (the caller
+ * passes their addresses: this library does not link libcrypto, so the candidate stream above
+ * works without it). Left to right over the bits of n - 1, a Montgomery squaring each, and where
+ * the bit is set a doubling (a shift and at most one subtraction). OpenSSL's own
+ * BN_mod_exp_mont_word multiplies by its word with a long division every ~6 bits instead: this is
+ * ~14% faster here. Only a filter, as pki.libcrypto's: every prime passes. ---- */
+
+typedef struct {
+    void *(*ctx_new)(void);
+    void (*ctx_free)(void *ctx);
+    void *(*bn_new)(void);
+    void (*bn_clear_free)(void *a);
+    void *(*bin2bn)(const uint8_t *s, int len, void *ret);
+    void *(*mont_new)(void);
+    void (*mont_free)(void *mont);
+    int (*mont_set)(void *mont, const void *mod, void *ctx);
+    int (*to_montgomery)(void *r, const void *a, void *mont, void *ctx);
+    const void *(*value_one)(void);
+    int (*mod_mul_montgomery)(void *r, const void *a, const void *b, void *mont, void *ctx);
+    int (*mod_lshift1_quick)(void *r, const void *a, const void *m);
+    int (*is_bit_set)(const void *a, int n);
+    int (*num_bits)(const void *a);
+    int (*cmp)(const void *a, const void *b);
+    void *(*copy)(void *a, const void *b);
+} bn_api;
+
+typedef struct {
+    const bn_api *api;
+    void *ctx, *mont, *n, *r, *one;
+} fermat_state;
+
+void dk_fermat_free(void *handle) {
+    fermat_state *f = handle;
+    if (f == NULL) return;
+    const bn_api *api = f->api;
+    if (f->n) api->bn_clear_free(f->n);
+    if (f->r) api->bn_clear_free(f->r);
+    if (f->one) api->bn_clear_free(f->one);
+    if (f->mont) api->mont_free(f->mont);
+    if (f->ctx) api->ctx_free(f->ctx);
+    free(f);
+}
+
+/* One thread's numbers for dk_fermat2; NULL when out of memory. `api` must outlive it. */
+void *dk_fermat_new(const bn_api *api) {
+    fermat_state *f = calloc(1, sizeof *f);
+    if (f == NULL) return NULL;
+    f->api = api;
+    f->ctx = api->ctx_new();
+    f->mont = api->mont_new();
+    f->n = api->bn_new();
+    f->r = api->bn_new();
+    f->one = api->bn_new();
+    if (!f->ctx || !f->mont || !f->n || !f->r || !f->one) {
+        dk_fermat_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* n big-endian, odd and > 3: 0 if 2^(n-1) mod n != 1 (n is composite), 1 if it is, -1 when
+ * OpenSSL failed (out of memory; the caller's next test decides). */
+int dk_fermat2(void *handle, const uint8_t *be, size_t len) {
+    fermat_state *f = handle;
+    const bn_api *api = f->api;
+    if (len == 0 || len > 1 << 20 || !api->bin2bn(be, (int)len, f->n)) return -1;
+    if (!api->mont_set(f->mont, f->n, f->ctx) || !api->to_montgomery(f->one, api->value_one(), f->mont, f->ctx)
+        || !api->copy(f->r, f->one))
+        return -1;
+    /* n - 1 has the bits of n but the lowest (n is odd); r starts at 1 in Montgomery form */
+    for (int bit = api->num_bits(f->n) - 1; bit >= 0; bit--) {
+        if (!api->mod_mul_montgomery(f->r, f->r, f->r, f->mont, f->ctx)) return -1;
+        if (bit > 0 && api->is_bit_set(f->n, bit) && !api->mod_lshift1_quick(f->r, f->r, f->n)) return -1;
+    }
+    return api->cmp(f->r, f->one) == 0;
 }

@@ -74,11 +74,29 @@ def _bpsw_decides(candidate: gmpy2.mpz) -> bool:
     return True
 
 
-# Before BPSW, one base-2 test by OpenSSL (pki.libcrypto, ~25% faster here than GMP's) rejects the
-# ~70 composites per key that trial division lets through; every prime passes it, so it changes no
-# key. Without it BPSW alone: GMP's strong base-2 test first saves nothing per key (it is cheaper
-# on a composite, ~11%, but the two primes a key ends with then pay for it twice).
-_composite_filter: Final[Callable[[gmpy2.mpz], bool]] = libcrypto.fermat_base2 or _bpsw_decides
+# Before BPSW, one base-2 test rejects the ~70 composites per key that trial division lets through;
+# every prime passes it, so it changes no key. pki.candidates' (OpenSSL's Montgomery squarings from
+# C, once it gives the known answers below) where the library and libcrypto 3 load, else OpenSSL's
+# BN_mod_exp_mont_word (pki.libcrypto, ~25% faster here than GMP's). Without either, BPSW alone:
+# GMP's strong base-2 test first saves nothing per key (it is cheaper on a composite, ~11%, but the
+# two primes a key ends with then pay for it twice). Tests set _composite_filter to compare them.
+_composite_filter: Callable[[gmpy2.mpz], bool] | None = None
+
+# The first two primes above 2^1023 pass, as do the base-2 pseudoprimes 341 and 561; an odd
+# composite between those primes, and 15, do not (tests/test_candidates.py checks these answers).
+_FERMAT_CHECKS: Final = ((2**1023 + 1155, True), (2**1023 + 1493, True), (2**1023 + 1157, False), (341, True),
+                         (561, True), (15, False))
+
+
+@functools.cache
+def _best_composite_filter() -> Callable[[gmpy2.mpz], bool]:
+    fermat = candidates.fermat_base2
+    if fermat is not None:
+        if all(fermat(gmpy2.mpz(n)) == passes for n, passes in _FERMAT_CHECKS):
+            return fermat
+        print(f"warning: {candidates.LIBRARY}'s base-2 test gives wrong answers; using OpenSSL's "
+              "(rebuild it: make venv)", file=sys.stderr)
+    return libcrypto.fermat_base2 or _bpsw_decides
 
 
 _IPAD: Final = bytes(x ^ 0x36 for x in range(256))
@@ -242,7 +260,8 @@ def rsa_key(seed: bytes, bits: int) -> rsa.RSAPrivateKey:
 
 
 def _rsa_key_from(survivors: Iterator[gmpy2.mpz], bits: int) -> rsa.RSAPrivateKey:
-    gcd, large, composite_filter, bpsw = gmpy2.gcd, _LARGE_PRIME_PRODUCT, _composite_filter, _bpsw
+    gcd, large, bpsw = gmpy2.gcd, _LARGE_PRIME_PRODUCT, _bpsw
+    composite_filter = _composite_filter or _best_composite_filter()
 
     def prime() -> int:
         """Step 13: the next candidate that is prime (trial division's second step, a base-2 test,

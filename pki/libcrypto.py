@@ -12,8 +12,9 @@ are the same with it or without it (tests/test_detkeygen.py derives the vectors 
 no libcrypto 3 loads (another OS), `fermat_base2` is None and BPSW alone decides.
 
 SHA256_Transform (deprecated in OpenSSL 3, still exported) runs one SHA-256 block with the
-assembly OpenSSL picks for this CPU (SHA-NI here): ~3x faster than portable C. Its address is
-handed to C code, never called from Python; None where a build leaves it out.
+assembly OpenSSL picks for this CPU (SHA-NI here): ~3x faster than portable C. Its address, and
+those of the BIGNUM functions pki.candidates' Fermat test uses (`addresses`), are handed to C code,
+never called from Python; None where a build leaves them out.
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ def _address(lib: ctypes.CDLL | None, function: str) -> int | None:
         return None if lib is None else ctypes.cast(getattr(lib, function), ctypes.c_void_p).value
     except AttributeError:
         return None
+
+
+def addresses(*functions: str) -> tuple[int, ...] | None:
+    """These libcrypto functions' addresses, for C code to call; None unless all are there."""
+    found = tuple(_address(_lib, f) for f in functions)
+    return None if None in found else found  # type: ignore[return-value]  # no None left
 
 
 _lib = _load()

@@ -152,6 +152,41 @@ def test_a_library_of_another_version_is_not_loaded(source: str, tmp_path: Path,
     assert candidates._load() is None
 
 
+needs_fermat = pytest.mark.skipif(candidates.fermat_base2 is None, reason="no pki/libcandidates.so or libcrypto 3")
+
+
+@needs_fermat
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(min_value=2, max_value=2**4096).map(lambda n: 2 * n + 1))
+@example(n=2**1023 + 1155)  # prime
+@example(n=341)  # base-2 pseudoprimes
+@example(n=561)
+@example(n=2**64 + 13)  # just past one 64-bit word
+@example(n=2**2048 - 1)
+def test_the_c_fermat_test_is_the_fermat_test(n: int) -> None:
+    assert candidates.fermat_base2 is not None
+    assert candidates.fermat_base2(n) == (gmpy2.powmod(2, n - 1, n) == 1)
+
+
+@needs_fermat
+def test_each_threads_c_fermat_numbers_are_freed_when_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import threading
+
+    fermat = candidates.fermat_base2
+    assert fermat is not None
+    freed: list[int] = []
+    free = candidates._FermatState.__del__
+    monkeypatch.setattr(candidates._FermatState, "__del__", lambda self: (freed.append(1), free(self)))
+    threads = [threading.Thread(target=fermat, args=(2**127 - 1,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    gc.collect()
+    assert len(freed) == 8
+
+
 @needs_library
 def test_a_closed_stream_is_closed_for_good() -> None:
     stream = candidates.NativeStream(bytes(16) + b"det RSA key gen\x08\x00", 128)
@@ -185,6 +220,16 @@ lib.dk_stream_new.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
 lib.dk_stream_next.restype = ctypes.c_long
 lib.dk_stream_next.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
 lib.dk_stream_free.argtypes = [ctypes.c_void_p]
+lib.dk_fermat_new.restype = ctypes.c_void_p
+lib.dk_fermat_new.argtypes = [ctypes.c_void_p]
+lib.dk_fermat2.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+lib.dk_fermat_free.argtypes = [ctypes.c_void_p]
+api = candidates._BnApi(*candidates._bn_functions)
+fermat = lib.dk_fermat_new(ctypes.byref(api))
+for n in (341, 561, 15, 2**1023 + 1155, 2**1023 + 1157, 2**4095 + 1, 2**64 + 13):
+    data = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    assert lib.dk_fermat2(fermat, data, len(data)) == (pow(2, n - 1, n) == 1), n
+lib.dk_fermat_free(fermat)
 for nbytes in (128, 129, 130, 131, 512):
     for seed in (bytes(16), bytes(range(69)), bytes(range(70)), bytes(range(77)), bytes(range(78)), bytes(range(200))):
         pers = b"det RSA key gen" + (nbytes * 16).to_bytes(2, "big")
@@ -201,9 +246,10 @@ print("ok")
 
 def test_the_c_code_is_clean_under_warnings_and_sanitizers(tmp_path: Path) -> None:
     """-Wall -Wextra -pedantic as errors, then AddressSanitizer and UBSan over streams of every
-    word alignment (the portable SHA-256: OpenSSL's assembly is not instrumented)."""
-    if shutil.which("gcc") is None:
-        pytest.skip("no gcc")
+    word alignment (the portable SHA-256: OpenSSL's assembly is not instrumented) and Fermat tests
+    of several sizes."""
+    if shutil.which("gcc") is None or candidates._bn_functions is None:
+        pytest.skip("no gcc, or no libcrypto 3")
     strict = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-fPIC", "-shared",
                              "-o", str(tmp_path / "strict.so"), str(SOURCE)], capture_output=True, text=True, check=False)
     assert strict.returncode == 0, strict.stderr

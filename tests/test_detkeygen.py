@@ -20,7 +20,7 @@ from conftest import SEED, openssl
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pki import KeyType, PkiError, detkeygen, libcrypto
+from pki import KeyType, PkiError, candidates, detkeygen, libcrypto
 from pki.derive import derive_key, det_keygen_seed
 from pki.detkeygen import ec_p256_key, rsa_key
 
@@ -152,38 +152,60 @@ def test_the_primality_test_is_bpsw_not_one_miller_rabin_round() -> None:
     assert not detkeygen._bpsw(gmpy2.mpz(key.p * key.q))
 
 
-_FILTERS = {"openssl": libcrypto.fermat_base2, "none": detkeygen._bpsw_decides}
+_FILTERS = {"c": candidates.fermat_base2, "openssl": libcrypto.fermat_base2, "none": detkeygen._bpsw_decides}
 
 
 @pytest.mark.parametrize("name", _FILTERS)
 def test_the_composite_filter_changes_no_key(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The base-2 test before BPSW only saves time: with OpenSSL's or none, every RSA-2048 vector
-    comes out the same."""
+    """The base-2 test before BPSW only saves time: with pki.candidates', OpenSSL's or none,
+    every RSA-2048 vector comes out the same."""
     if _FILTERS[name] is None:
-        pytest.skip("no libcrypto 3 on this machine")
+        pytest.skip(f"no {name} base-2 test on this machine")
     monkeypatch.setattr(detkeygen, "_composite_filter", _FILTERS[name])
     for vector in (v for v in RSA if v["bits"] == 2048):
         key = rsa_key(base64.b64decode(str(vector["seed"])), 2048)
         assert _der(key) == base64.b64decode(str(vector["private_key_pkcs8"]))
 
 
-def test_openssl_is_the_composite_filter_where_libcrypto_3_is() -> None:
-    """Where the speed comes from on Linux (Debian's libssl3, which the openssl command needs)."""
+def test_the_fastest_base2_test_here_is_the_filter() -> None:
+    """Where the speed comes from on Linux: pki.candidates' test where `make` built the library
+    (CI installs gcc), else OpenSSL's (Debian's libssl3, which the openssl command needs)."""
     try:
         ctypes.CDLL("libcrypto.so.3")
     except OSError:
         pytest.skip("no system libcrypto 3")
-    assert libcrypto.fermat_base2 is not None
-    assert detkeygen._composite_filter is libcrypto.fermat_base2
+    expected = candidates.fermat_base2 or libcrypto.fermat_base2
+    assert expected is not None
+    assert detkeygen._best_composite_filter() is expected
 
 
-def test_the_openssl_fermat_test_is_the_fermat_test() -> None:
+def test_the_filters_known_answers_are_right() -> None:
+    """What pki.detkeygen checks the C test against before using it."""
+    for n, passes in detkeygen._FERMAT_CHECKS:
+        assert (gmpy2.powmod(2, n - 1, n) == 1) == passes, n
+    primes = [n for n, _ in detkeygen._FERMAT_CHECKS if n > 2**1023 and gmpy2.is_prime(n, 50)]
+    assert primes == [2**1023 + 1155, 2**1023 + 1493] and gmpy2.next_prime(2**1023) == primes[0]
+
+
+def test_a_c_test_with_wrong_answers_is_not_used(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(candidates, "fermat_base2", lambda n: True)  # passes everything, 15 included
+    detkeygen._best_composite_filter.cache_clear()
+    try:
+        assert detkeygen._best_composite_filter() is (libcrypto.fermat_base2 or detkeygen._bpsw_decides)
+        assert "gives wrong answers" in capsys.readouterr().err
+    finally:
+        detkeygen._best_composite_filter.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["c", "openssl"])
+def test_each_fermat_test_is_the_fermat_test(name: str) -> None:
     """2^(n-1) mod n == 1: true for primes and for base-2 Fermat pseudoprimes (341, the Carmichael
     number 561, a strong pseudoprime whose Lucas test fails), false for other composites; from
     several threads at once (each has its own BN_CTX)."""
-    fermat = libcrypto.fermat_base2
+    fermat = _FILTERS[name]
     if fermat is None:
-        pytest.skip("no libcrypto 3 on this machine")
+        pytest.skip(f"no {name} base-2 test on this machine")
     (vector, *_) = [v for v in RSA if v["bits"] == 2048]
     key = _rsa_key(base64.b64decode(str(vector["seed"])), 2048).private_numbers()
     numbers = [5, 7, 9, 15, 341, 561, 2047, 3825123056546413051, 2**127 - 1, 2**127 + 1, key.p, key.q, key.p * key.q,
