@@ -37,8 +37,9 @@ class Issued:
     certificate: x509.Certificate
     key_source: PrivateKey | Callable[[], PrivateKey] | None
     chain: tuple[x509.Certificate, ...] = ()  # intermediates, leaf excluded
-    # The certificate's DER where the caller has it (a helper's answer, parsed into `certificate`):
-    # cryptography re-encodes the certificate for each public_bytes/fingerprint call (~15 us each).
+    # The certificate's DER where the caller has it: exactly the bytes `certificate` was parsed from
+    # (a helper's answer). cryptography re-encodes a certificate for each public_bytes/fingerprint
+    # call (~15 us each); it accepts only DER that re-encodes to the same bytes.
     certificate_der: bytes | None = None
 
     @cached_property

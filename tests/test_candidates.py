@@ -157,15 +157,29 @@ needs_fermat = pytest.mark.skipif(candidates.fermat_base2 is None, reason="no pk
 
 @needs_fermat
 @settings(max_examples=150, deadline=None)
-@given(n=st.integers(min_value=2, max_value=2**4096).map(lambda n: 2 * n + 1))
+@given(n=st.one_of(st.integers(min_value=2, max_value=2**4096).map(lambda n: 2 * n + 1),
+                   # primes up to 1536 bits (GMP's next_prime takes seconds at 3072)
+                   st.integers(min_value=2, max_value=2**1536).map(lambda n: int(gmpy2.next_prime(n)))))
 @example(n=2**1023 + 1155)  # prime
 @example(n=341)  # base-2 pseudoprimes
 @example(n=561)
 @example(n=2**64 + 13)  # just past one 64-bit word
 @example(n=2**2048 - 1)
 def test_the_c_fermat_test_is_the_fermat_test(n: int) -> None:
+    """Against GMP, on odd numbers of up to 4097 bits and (about half the cases) primes of up to
+    1536 bits: every prime passes."""
     assert candidates.fermat_base2 is not None
     assert candidates.fermat_base2(n) == (gmpy2.powmod(2, n - 1, n) == 1)
+
+
+def test_the_c_api_struct_is_the_python_one() -> None:
+    """pki/candidates.c's bn_api fields and _BN_FUNCTIONS: one order, one set of functions (a
+    mismatch would call the wrong function)."""
+    import re
+
+    struct = re.search(r"typedef struct \{([^{}]*)\} bn_api;", SOURCE.read_text())
+    assert struct is not None
+    assert tuple(re.findall(r"\(\*(\w+)\)\(", struct.group(1))) == candidates._BN_FUNCTIONS
 
 
 @needs_fermat

@@ -180,11 +180,15 @@ def test_the_fastest_base2_test_here_is_the_filter() -> None:
 
 
 def test_the_filters_known_answers_are_right() -> None:
-    """What pki.detkeygen checks the C test against before using it."""
+    """What pki.detkeygen checks the C test against before using it: GMP agrees, and the primes
+    are the first above their starting points."""
     for n, passes in detkeygen._FERMAT_CHECKS:
         assert (gmpy2.powmod(2, n - 1, n) == 1) == passes, n
-    primes = [n for n, _ in detkeygen._FERMAT_CHECKS if n > 2**1023 and gmpy2.is_prime(n, 50)]
-    assert primes == [2**1023 + 1155, 2**1023 + 1493] and gmpy2.next_prime(2**1023) == primes[0]
+    primes = [n for n, _ in detkeygen._FERMAT_CHECKS if n > 2**1000 and gmpy2.is_prime(n, 50)]
+    assert primes == [gmpy2.next_prime(detkeygen._dense(1024)), gmpy2.next_prime(detkeygen._dense(1536)),
+                      gmpy2.next_prime(2**1023), 2**1023 + 1493]
+    assert gmpy2.next_prime(2**1023 + 1155) == 2**1023 + 1493
+    assert all(400 < bin(p).count("1") < p.bit_length() - 200 for p in primes[:2])  # dense, as meant
 
 
 def test_a_c_test_with_wrong_answers_is_not_used(monkeypatch: pytest.MonkeyPatch,
