@@ -27,9 +27,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-# det-keygen's RSA candidate stream and base-2 test in C (pki/candidates.c): RSA keys derive ~20% faster. Optional:
-# without a working C compiler keys come from the Python stream, the very same numbers
-# (pki/detkeygen.py checks the library against it before use). Built aside, then moved into place.
+# det-keygen's RSA candidate stream and base-2 test in C (pki/candidates.c): RSA keys derive ~20%
+# faster. Optional: without a working C compiler keys come from the Python code, the very same
+# keys (pki/detkeygen.py checks the library against it before use). Built aside, then moved into
+# place.
 NATIVE := pki/libcandidates.so
 $(NATIVE): pki/candidates.c Makefile
 	@if $(CC) -std=c99 -O2 -Wall -Wextra -fPIC -shared -o $@.tmp $< 2>$@.log; then \
