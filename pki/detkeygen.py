@@ -92,7 +92,8 @@ def _dense(bits: int) -> int:
 # above _dense(...)) and the two above 2^1023 pass, as do the base-2 pseudoprimes 341 and 561; odd
 # composites next to those primes, and 15, do not (tests/test_detkeygen.py checks these answers).
 # ~1.5 ms, once per process.
-_FERMAT_CHECKS: Final = ((_dense(1024) + 968, True), (_dense(1024) + 970, False), (_dense(1536) + 624, True),
+_DENSE_1024: Final = _dense(1024)
+_FERMAT_CHECKS: Final = ((_DENSE_1024 + 968, True), (_DENSE_1024 + 970, False), (_dense(1536) + 624, True),
                          (2**1023 + 1155, True), (2**1023 + 1493, True), (2**1023 + 1157, False), (341, True),
                          (561, True), (15, False))
 

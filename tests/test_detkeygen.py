@@ -230,13 +230,18 @@ def test_each_fermat_test_is_the_fermat_test(name: str) -> None:
     assert all(fermat(gmpy2.mpz(n)) == expected(n) for n in numbers)
 
 
-def test_each_threads_openssl_numbers_are_freed_when_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
-    if libcrypto.fermat_base2 is None:
-        pytest.skip("no libcrypto 3 on this machine")
-    fermat = libcrypto.fermat_base2
+_PER_THREAD_STATE = {"c": candidates._FermatState, "openssl": libcrypto._Numbers}
+
+
+@pytest.mark.parametrize("name", ["c", "openssl"])
+def test_each_threads_fermat_numbers_are_freed_when_it_ends(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fermat = _FILTERS[name]
+    if fermat is None:
+        pytest.skip(f"no {name} base-2 test on this machine")
+    state = _PER_THREAD_STATE[name]
     freed: list[int] = []
-    free = libcrypto._Numbers.__del__
-    monkeypatch.setattr(libcrypto._Numbers, "__del__", lambda self: (freed.append(1), free(self)))
+    free = state.__del__
+    monkeypatch.setattr(state, "__del__", lambda self: (freed.append(1), free(self)))
     threads = [threading.Thread(target=fermat, args=(2**127 - 1,)) for _ in range(8)]
     for thread in threads:
         thread.start()
