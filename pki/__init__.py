@@ -16,29 +16,33 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pki.authority import MAX_SERVER_DAYS, CertificateAuthority
     from pki.bundle import Profile, pkcs12_bytes, write_client_bundle
-    from pki.derive import KeyType, Seed
     from pki.errors import PkiError
+    from pki.headstart import start_deriving, stop_deriving
     from pki.issued import Issued, days_left, fingerprint
-    from pki.material import (
+    from pki.material import PkiMaterial, build_material
+    from pki.model import (
+        REVOCATION_REASONS,
+        ClientSpec,
+        KeyType,
         OperatorCertificate,
-        PkiMaterial,
         PkiSpec,
+        Revocation,
         ServerSpec,
-        build_material,
-        start_deriving,
-        stop_deriving,
+        Subject,
+        Validity,
     )
-    from pki.model import REVOCATION_REASONS, ClientSpec, Revocation, Subject, Validity
+    from pki.seed import Seed
 
 _HOME = {
     "pki.authority": ("MAX_SERVER_DAYS", "CertificateAuthority"),
     "pki.bundle": ("Profile", "pkcs12_bytes", "write_client_bundle"),
-    "pki.derive": ("KeyType", "Seed"),
     "pki.errors": ("PkiError",),
+    "pki.headstart": ("start_deriving", "stop_deriving"),
     "pki.issued": ("Issued", "days_left", "fingerprint"),
-    "pki.material": ("OperatorCertificate", "PkiMaterial", "PkiSpec", "ServerSpec", "build_material",
-                     "start_deriving", "stop_deriving"),
-    "pki.model": ("REVOCATION_REASONS", "ClientSpec", "Revocation", "Subject", "Validity"),
+    "pki.material": ("PkiMaterial", "build_material"),
+    "pki.model": ("REVOCATION_REASONS", "ClientSpec", "KeyType", "OperatorCertificate", "PkiSpec", "Revocation",
+                  "ServerSpec", "Subject", "Validity"),
+    "pki.seed": ("Seed",),
 }
 _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 

@@ -13,8 +13,8 @@ import sys
 from cryptography.hazmat.primitives import serialization
 
 from pki import detkeygen
-from pki.derive import KeyType
 from pki.errors import PkiError
+from pki.model import KeyType
 
 
 def main(argv: list[str] | None = None) -> int:

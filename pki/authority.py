@@ -25,10 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pki.derive import KeyType, Label, PublicKey, Seed, derive_key, derive_rsa_key, derive_serial
+from pki.derive import PublicKey, derive_key, derive_rsa_key, derive_serial
 from pki.errors import PkiError
 from pki.issued import Issued
-from pki.model import REVOCATION_REASONS, ClientSpec, Revocation, Subject, Validity, start_of_day
+from pki.model import ClientSpec, KeyType, Revocation, Subject, Validity, start_of_day
+from pki.seed import Label, Seed
 
 _Verifier = verification.ClientVerifier | verification.ServerVerifier
 MAX_SERVER_DAYS = 825  # the longest TLS server lifetime any mainstream client still accepts
@@ -214,7 +215,7 @@ class CertificateAuthority:
                 .revocation_date(start_of_day(when))
             )
             if revocation.reason != "unspecified":
-                entry = entry.add_extension(x509.CRLReason(REVOCATION_REASONS[revocation.reason]), critical=False)
+                entry = entry.add_extension(x509.CRLReason(x509.ReasonFlags(revocation.reason)), critical=False)
             revoked.append(entry.build())
         digest = int.from_bytes(_digest(b"crl", *content)[: _CRL_NUMBER_HASH_BITS // 8], "big")
         number = (this_update.date().toordinal() << _CRL_NUMBER_HASH_BITS) | digest

@@ -1,127 +1,38 @@
-"""Client certificates issued on two cores when a plan has enough of them.
+"""Client certificates issued on two cores when a plan has enough of them: the helper's answers
+taken and checked, the rest issued here.
 
-Each client certificate costs one RSA signature by the CA (~1 ms here; CLB takes only RSA CAs),
-and an RSA client's det-keygen key ~30 times that; cryptography holds the GIL while signing, so
-threads would not help. A helper process (`python -m pki.worker`) builds the same CA and issues
+A helper process (`python -m pki.worker`, started by pki.headstart) builds the same CA and issues
 from the front of a shared queue while this process issues from the back (pki.sharedqueue), keys
 and certificates together, so no phase of a plan runs on one core only. Started early (the offline
-tools start it while Pulumi imports), it has usually issued most of them before the program asks.
-
-The helper needs the stack seed (client keys and serials are derived from it): it arrives on the
-helper's stdin, never in its environment or command line, and the helper writes only to this
-process's pipe. Its first answer is its CA certificate's fingerprint; its certificates are used
-only when that fingerprint is the one of the CA this process built, and each with a key of the
-kind asked for that matches it, so plans stay byte-identical whoever issued what.
+tools start it before they load cryptography and Pulumi), it has usually issued most of them
+before the program asks. Its certificates are used only when its CA certificate's fingerprint is
+the one of the CA this process built, and each with a key of the kind asked for that matches it,
+so plans stay byte-identical whoever issued what.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from collections import deque
-from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
+from pki import headstart
 from pki.authority import CertificateAuthority
-from pki.derive import KeyType, PrivateKey, Seed
+from pki.derive import PrivateKey
 from pki.errors import PkiError
 from pki.issued import Issued
-from pki.model import ClientSpec, Subject, Validity
+from pki.model import ClientSpec, KeyType
 from pki.revocation import certificate_authority
-from pki.sharedqueue import SharedQueue
-
-# Work is counted in EC clients (~1.3 ms each, the CA's signature): an RSA client's det-keygen key
-# costs ~27 of them at 2048 bits, and ~2.3 and ~6 times that at 3072 and 4096 bits.
-_RSA_CLIENT_COST: Final = {2048: 27, 3072: 62, 4096: 160}
-MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start
-# Started by the program itself (no head start): only where the helper's start-up (~0.3 s, while
-# this process derives the CA and server keys and issues alone) is soon repaid: ~6 RSA-2048 clients.
-MIN_PARALLEL_LATE: Final = 160
-# Up to 48 clients handed over, 24 at a time, answered in batches every ~20 ms and before each RSA
-# key (pki.worker): the helper never waits for this process, whose reader thread wakes once per
-# batch, not for every client. What the helper still holds at the end, this process issues from
-# the back meanwhile.
-_AHEAD: Final = 48
-_BATCH: Final = 24
-
-
-@dataclass(frozen=True)
-class CaDefinition:
-    """What builds a CA epoch (pki.revocation.certificate_authority's arguments)."""
-
-    subject: Subject
-    validity: Validity
-    generation: int
-    revoked: tuple[str, ...]
-    key_type: KeyType
-
-
-def cost(client: ClientSpec) -> int:
-    """What issuing this client costs, in EC clients."""
-    if client.csr_pem is not None or not client.key_type.is_rsa:
-        return 1
-    return _RSA_CLIENT_COST[client.key_type.rsa_bits]
-
-
-@dataclass(eq=False)
-class _Issuing:
-    ca_fingerprint: str | None = None  # the helper's CA, once it said
-    from_helper: dict[ClientSpec, tuple[bytes, bytes | None]] = field(default_factory=dict)  # DER answers
-    queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] = field(init=False)
-
-    def check_preamble(self, line: str) -> bool:
-        """The helper's CA certificate's fingerprint (SHA-256 hex)."""
-        if len(line) != 64 or line.strip("0123456789abcdef"):
-            return False
-        self.ca_fingerprint = line
-        return True
-
-
-# The helper's requests, as JSON: plain values only, nothing it would have to trust.
-def _validity(v: Validity) -> dict[str, Any]:
-    return {"issued": v.issued.isoformat(), "days": v.days}
-
-
-def _validity_from(d: dict[str, Any]) -> Validity:
-    return Validity(dt.date.fromisoformat(d["issued"]), int(d["days"]))
-
-
-def encode_client(client: ClientSpec) -> str:
-    return json.dumps({**asdict(client), "validity": _validity(client.validity), "key_type": client.key_type.value})
-
-
-def decode_client(line: str) -> ClientSpec:
-    d = json.loads(line)
-    return ClientSpec(d["name"], _validity_from(d["validity"]), d["email"], KeyType(d["key_type"]),
-                      int(d["generation"]), d["csr_pem"])
-
-
-def encode_context(seed: Seed, ca: CaDefinition) -> str:
-    """The helper's job: the seed and the CA's definition (the helper derives the CA's key: it is
-    started before this process has it)."""
-    return json.dumps({"seed": seed.secret_hex(), "subject": asdict(ca.subject), "validity": _validity(ca.validity),
-                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value})
 
 
 def authority(context: str) -> CertificateAuthority:
-    """The CA a helper issues with, from its job (`encode_context`)."""
-    d = json.loads(context)
-    seed = Seed(bytes.fromhex(d["seed"]))
-    ca = CaDefinition(Subject(**d["subject"]), _validity_from(d["validity"]), int(d["generation"]),
-                      tuple(d["revoked"]), KeyType(d["key_type"]))
+    """The CA a helper issues with, from its job (pki.headstart.encode_context)."""
+    seed, ca = headstart.decode_context(context)
     return certificate_authority(seed, ca.subject, ca.validity, ca.generation, ca.revoked, ca.key_type)
-
-
-def _answer(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | None:
-    """The helper's answer, as DER; parsed and checked by `_issued` in the plan's own thread (the
-    reader thread would take the GIL from the plan while it imports Pulumi)."""
-    cert_hex, key_hex = line.split()
-    return bytes.fromhex(cert_hex), None if key_hex == "-" else bytes.fromhex(key_hex)
 
 
 # A P-256 private key as cryptography writes it in PKCS#8: this header, the 32-byte scalar, then
@@ -195,34 +106,10 @@ def _issued(answer: tuple[bytes, bytes | None], client: ClientSpec) -> Issued | 
     return None if key is None else Issued(certificate, key, certificate_der=cert_der)
 
 
-_started: _Issuing | None = None
-
-
-def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, minimum: int = MIN_PARALLEL) -> None:
-    """Begin issuing these clients in the helper process, without waiting (see `issue_clients`),
-    if they cost at least `minimum` EC clients; a start already made stands."""
-    global _started
-    if _started is not None or sum(cost(c) for c in clients) < minimum:
-        return
-    state = _Issuing()
-    job = f"issue {encode_context(seed, ca)}"
-    queue = SharedQueue.start(clients, results=state.from_helper, encode=encode_client, decode=_answer,
-                              ahead=_AHEAD, batch=_BATCH, preamble=(job, state.check_preamble))
-    if queue is not None:
-        state.queue = queue
-        _started = state
-
-
-def started() -> bool:
-    """Whether a helper is issuing clients (`start` found enough to share)."""
-    return _started is not None
-
-
 def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[str, Issued]:
     """Every client's certificate from this CA, in order: the helper's where it issued them for
     this very CA, this process's for the rest."""
-    global _started
-    state, _started = _started, None
+    state = headstart.take()
     mine: dict[ClientSpec, Issued] = {}
     if state is not None:
         queue = state.queue
@@ -258,9 +145,3 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
     return {c.name: mine.get(c) or ca.issue_client(c) for c in clients}
 
 
-def cancel() -> None:
-    """Stop a `start()` nobody will finish (e.g. the plan failed before it needed the clients)."""
-    global _started
-    state, _started = _started, None
-    if state is not None:
-        state.queue.close(kill=True)

@@ -16,13 +16,15 @@ it did not deliver.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import load_der_private_key
-
-from pki import detkeygen
 from pki.sharedqueue import SharedQueue
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+# Light to import (a head start may run before cryptography is loaded, pki.headstart): what derives
+# or loads a key imports cryptography and pki.detkeygen when first used.
 
 MIN_PARALLEL: Final = 6  # below this, starting the helper (~0.2 s) costs more than it saves
 _AHEAD: Final = 2  # keys handed to the helper before it asks: it never waits on this process's GIL
@@ -37,6 +39,8 @@ def rsa_key(dk_seed: bytes, bits: int) -> rsa.RSAPrivateKey:
     if key is None and _pool is not None:
         key = _pool.wait_for(request)
     if key is None:
+        from pki import detkeygen
+
         key = _CACHE[request] = detkeygen.rsa_key(dk_seed, bits)
     return key
 
@@ -47,6 +51,9 @@ def _encode(request: Request) -> str:
 
 
 def _decode(line: str, request: Request) -> rsa.RSAPrivateKey | None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
     key = load_der_private_key(bytes.fromhex(line), None, unsafe_skip_rsa_key_validation=True)
     return key if isinstance(key, rsa.RSAPrivateKey) and key.key_size == request[1] else None
 

@@ -10,54 +10,14 @@ from functools import cached_property
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from pki import issuing, keypool, sharedqueue
-from pki.authority import CertificateAuthority, ca_label
-from pki.derive import KeyType, Seed, rsa_request
+from pki import headstart, issuing, keypool
+from pki.authority import CertificateAuthority
 from pki.errors import PkiError
 from pki.issued import Issued
-from pki.model import ClientSpec, Revocation, Subject, Validity
+from pki.model import PkiSpec
 from pki.operator_cert import load_operator_certificate
-from pki.revocation import ca_epochs, retired_fingerprints, retired_labels, revocation_crls
-
-
-@dataclass(frozen=True)
-class OperatorCertificate:
-    """A purchased server certificate, as PEM text (key unencrypted or with its passphrase)."""
-
-    chain_pem: str
-    key_pem: str
-    passphrase: str | None = None
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    names: tuple[str, ...]
-    validity: Validity
-    generation: int = 1
-    key_type: KeyType = KeyType.RSA_2048
-    operator: OperatorCertificate | None = None
-
-
-@dataclass(frozen=True)
-class PkiSpec:
-    subject: Subject
-    ca_validity: Validity
-    server: ServerSpec
-    clients: tuple[ClientSpec, ...] = ()
-    revocations: tuple[Revocation, ...] = ()
-    ca_generation: int = 1
-    ca_key_type: KeyType = KeyType.RSA_2048
-
-    @property
-    def revoked_names(self) -> tuple[str, ...]:
-        """The revocation history, in order."""
-        return tuple(r.name for r in self.revocations)
-
-    @property
-    def active_clients(self) -> list[ClientSpec]:
-        """The clients the current CA serves (never the revoked)."""
-        revoked = set(self.revoked_names)
-        return [c for c in self.clients if c.name not in revoked]
+from pki.revocation import ca_epochs, retired_fingerprints, revocation_crls, rsa_requests
+from pki.seed import Seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,44 +37,6 @@ class PkiMaterial:
         return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.crls)
 
 
-def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
-    """The RSA keys this spec derives before it issues clients (CA epochs, retired CAs, server),
-    as pki.keypool requests: independent of each other, so they can be derived on both cores.
-    Client keys are derived where their certificates are issued (pki.issuing)."""
-    names = spec.revoked_names
-    requests = []
-    if spec.ca_key_type.is_rsa:
-        labels = [(spec.ca_generation, names[:k]) for k in range(len(names) + 1)]
-        labels += retired_labels(spec.ca_generation, names)
-        requests += [rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type, g, r),
-                                 spec.ca_key_type.rsa_bits) for g, r in labels]
-    server = spec.server
-    if server.operator is None and server.key_type.is_rsa:
-        requests.append(rsa_request(seed, ("server", server.generation), server.key_type.rsa_bits))
-    return requests
-
-
-def _ca_definition(spec: PkiSpec) -> issuing.CaDefinition:
-    """The current CA epoch's."""
-    return issuing.CaDefinition(spec.subject, spec.ca_validity, spec.ca_generation, spec.revoked_names,
-                                spec.ca_key_type)
-
-
-def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
-    """Begin deriving the spec's CA and server keys and issuing its clients on a second core, and
-    return at once (whether a helper took work), for a caller with other start-up work to do first;
-    `build_material` finishes the job (`stop_deriving` drops it)."""
-    keypool.start(rsa_requests(seed, spec))
-    issuing.start(seed, _ca_definition(spec), spec.active_clients)
-    sharedqueue.release_spare()  # a helper started ahead of need that neither took
-    return keypool.started() or issuing.started()
-
-
-def stop_deriving() -> None:
-    keypool.cancel()
-    issuing.cancel()
-
-
 def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
     """Derive the CA epoch, the server certificate, every active client and the CRLs.
 
@@ -127,7 +49,7 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
     active = spec.active_clients
     # No head start (e.g. under `pulumi up`): a helper still pays off for many clients. Started
     # first, so its start-up (~0.3 s) overlaps the CA and server keys being derived here.
-    issuing.start(seed, _ca_definition(spec), active, minimum=issuing.MIN_PARALLEL_LATE)
+    headstart.start(seed, headstart.ca_definition(spec), active, minimum=headstart.MIN_PARALLEL_LATE)
     try:
         keypool.prefetch(rsa_requests(seed, spec))
         epochs = ca_epochs(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
@@ -145,6 +67,6 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
                                                domains=list(spec.server.names), today=today)
         clients = issuing.issue_clients(ca, active)
     except BaseException:
-        issuing.cancel()  # a helper started above for clients never issued
+        headstart.cancel()  # a helper started above for clients never issued
         raise
     return PkiMaterial(ca, server, spec.server.operator is None, clients, spec.revoked_names, crls, retired)

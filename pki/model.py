@@ -1,25 +1,54 @@
-"""Plain values that describe what to issue; no key material here."""
+"""Plain values that describe what to issue; no key material here.
+
+Only the standard library: a stack's config becomes a `PkiSpec` before cryptography is loaded
+(pki.headstart); x509 names are built on first use.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from pki.errors import PkiError
 
-from pki.derive import KeyType
+if TYPE_CHECKING:
+    from cryptography import x509
 
-# RFC 5280 reason codes an operator may give, by their usual camelCase names.
-REVOCATION_REASONS: Final = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-}
+# RFC 5280 reason codes an operator may give, by their usual camelCase names (cryptography's
+# x509.ReasonFlags values).
+REVOCATION_REASONS: Final = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
+                             "cessationOfOperation", "privilegeWithdrawn")
+
+
+class KeyType(enum.Enum):
+    """Key algorithms the pki issues. CLB takes RSA for its own certificates; clients may use EC."""
+
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+    RSA_4096 = "rsa-4096"
+    EC_P256 = "ec-p256"
+
+    @classmethod
+    def parse(cls, text: str, *, setting: str) -> KeyType:
+        try:
+            return cls(text)
+        except ValueError:
+            allowed = ", ".join(k.value for k in cls)
+            raise PkiError(f"{setting}: unknown key type {text!r}; allowed: {allowed}") from None
+
+    @classmethod
+    def rsa(cls, bits: int, *, setting: str) -> KeyType:
+        return cls.parse(f"rsa-{bits}", setting=setting)
+
+    @property
+    def is_rsa(self) -> bool:
+        return self.value.startswith("rsa-")
+
+    @property
+    def rsa_bits(self) -> int:
+        return int(self.value.removeprefix("rsa-"))
 
 
 def start_of_day(day: dt.date) -> dt.datetime:
@@ -39,6 +68,9 @@ class Subject:
     organizational_unit: str | None = None
 
     def to_name(self, common_name: str | None = None) -> x509.Name:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
         fields = [
             (NameOID.COUNTRY_NAME, self.country),
             (NameOID.STATE_OR_PROVINCE_NAME, self.state),
@@ -91,3 +123,43 @@ class Revocation:
     reason: str = "unspecified"
     date: dt.date | None = None
     client: ClientSpec | None = None
+
+
+@dataclass(frozen=True)
+class OperatorCertificate:
+    """A purchased server certificate, as PEM text (key unencrypted or with its passphrase)."""
+
+    chain_pem: str
+    key_pem: str
+    passphrase: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    names: tuple[str, ...]
+    validity: Validity
+    generation: int = 1
+    key_type: KeyType = KeyType.RSA_2048
+    operator: OperatorCertificate | None = None
+
+
+@dataclass(frozen=True)
+class PkiSpec:
+    subject: Subject
+    ca_validity: Validity
+    server: ServerSpec
+    clients: tuple[ClientSpec, ...] = ()
+    revocations: tuple[Revocation, ...] = ()
+    ca_generation: int = 1
+    ca_key_type: KeyType = KeyType.RSA_2048
+
+    @property
+    def revoked_names(self) -> tuple[str, ...]:
+        """The revocation history, in order."""
+        return tuple(r.name for r in self.revocations)
+
+    @property
+    def active_clients(self) -> list[ClientSpec]:
+        """The clients the current CA serves (never the revoked)."""
+        revoked = set(self.revoked_names)
+        return [c for c in self.clients if c.name not in revoked]

@@ -21,10 +21,11 @@ from collections.abc import Mapping, Sequence
 
 from cryptography import x509
 
-from pki.authority import CertificateAuthority
-from pki.derive import KeyType, Seed
+from pki.authority import CertificateAuthority, ca_label
+from pki.derive import rsa_request
 from pki.errors import PkiError
-from pki.model import ClientSpec, Revocation, Subject, Validity, start_of_day
+from pki.model import ClientSpec, KeyType, PkiSpec, Revocation, Subject, Validity, start_of_day
+from pki.seed import Seed
 
 
 @functools.lru_cache(maxsize=512)
@@ -111,3 +112,20 @@ def revocation_crls(epochs: Sequence[CertificateAuthority], revocations: Sequenc
                    for i in range(k, len(revocations))]
         crls.append(epochs[k].crl(entries, this_update))
     return crls
+
+
+def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
+    """The RSA keys this spec derives before it issues clients (CA epochs, retired CAs, server),
+    as pki.keypool requests: independent of each other, so they can be derived on both cores.
+    Client keys are derived where their certificates are issued (pki.issuing)."""
+    names = spec.revoked_names
+    requests = []
+    if spec.ca_key_type.is_rsa:
+        labels = [(spec.ca_generation, names[:k]) for k in range(len(names) + 1)]
+        labels += retired_labels(spec.ca_generation, names)
+        requests += [rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type, g, r),
+                                 spec.ca_key_type.rsa_bits) for g, r in labels]
+    server = spec.server
+    if server.operator is None and server.key_type.is_rsa:
+        requests.append(rsa_request(seed, ("server", server.generation), server.key_type.rsa_bits))
+    return requests

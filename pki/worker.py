@@ -81,8 +81,8 @@ def derive_keys(channel: _Channel, requests: Iterator[str]) -> None:
 
 
 def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> None:
+    from pki.headstart import decode_client
     from pki.issuing import authority as issuing_authority  # at start-up under --preload
-    from pki.issuing import decode_client
 
     authority = issuing_authority(context)
     channel.answer(authority.issued.fingerprint)

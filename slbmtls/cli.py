@@ -19,9 +19,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pki import PkiError, Profile, write_client_bundle
+from pki import PkiError
 from pki.files import check_target, read_small_file, write_private_file
-from pki.inspect import describe
 from slbmtls.clock import ClockError, today
 from slbmtls.config import ConfigError
 from slbmtls.offline import PROJECT_DIR, OfflineStack, UserError
@@ -200,6 +199,8 @@ def plan_shape_problem(document: Any) -> str | None:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
+    from pki.bundle import Profile, write_client_bundle
+
     # the password file first: a mistake there is found before the keys are derived
     password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
     stack = OfflineStack.load(args.stack, project_dir=args.project_dir, with_server_key=False)
@@ -228,6 +229,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from pki.inspect import describe
+
     data = read_small_file(args.file, "FILE", limit=INSPECT_LIMIT)
     password = _read_secret_file(args.password_file, "PASSWORD_FILE") if args.password_file else None
     print(describe(data, today=today(), password=password, source=args.file))

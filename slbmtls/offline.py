@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pki import PkiError, PkiMaterial, PkiSpec, Seed, build_material, start_deriving, stop_deriving
+from pki import PkiError, PkiSpec, Seed, start_deriving, stop_deriving
 from slbmtls.clock import ClockError, today
 from slbmtls.config import (
     NAMESPACE,
@@ -29,6 +29,7 @@ from slbmtls.config import (
 from slbmtls.stackfile import StackFile, load_stack, resolve_file_secret, resolve_seed
 
 if TYPE_CHECKING:
+    from pki import PkiMaterial
     from slbmtls.plan import Plan
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent  # where Pulumi.yaml lives, unless told otherwise
@@ -121,11 +122,15 @@ class OfflineStack:
         """The CA, server and client material: the plan's own when a plan ran, else derived here."""
         if self._planned is not None:
             return self._planned.material
+        from pki.material import build_material
+
         config = self.config  # first: a bad seed is reported among the config's problems, as the program does
         return build_material(self.seed, config.pki, today=today())
 
     def material_for(self, spec: PkiSpec) -> PkiMaterial:
         """Other material from the same seed (e.g. the CA epoch before the last revocation)."""
+        from pki.material import build_material
+
         return build_material(self.seed, spec, today=today())
 
     def previous_epoch(self, spec: PkiSpec) -> PkiSpec | None:

@@ -29,7 +29,7 @@ from pki import (
     Subject,
     Validity,
     build_material,
-    issuing,
+    headstart,
     keypool,
     pkcs12_bytes,
     sharedqueue,
@@ -166,21 +166,21 @@ def _session_rsa_keys(tmp_path_factory: pytest.TempPathFactory, pytestconfig: py
         yield
 
 
-# pki.issuing's helper process derives its CA key afresh (~0.3 s of CPU with its start-up) for every
+# The issuing helper (pki.headstart) derives its CA key afresh (~0.3 s of CPU with its start-up) for every
 # plan with enough clients (16+ EC or CSR, or one RSA): off by default here, on for the tests about it
 # (`issuing_helper`).
 # Whoever issues, the certificates are the same (tests/test_issuing.py).
-_REAL_ISSUING_START = issuing.start
+_REAL_ISSUING_START = headstart.start
 
 
 @pytest.fixture(autouse=True)
 def _no_issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(issuing, "start", lambda *args, **kwargs: None)
+    monkeypatch.setattr(headstart, "start", lambda *args, **kwargs: None)
 
 
 @pytest.fixture
 def issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(issuing, "start", _REAL_ISSUING_START)
+    monkeypatch.setattr(headstart, "start", _REAL_ISSUING_START)
 
 
 @pytest.fixture

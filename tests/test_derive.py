@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import subprocess
 import sys
 
 import pytest
 from conftest import ISSUED, SEED, SUBJECT, TODAY, material_pems, spec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pki import CertificateAuthority, KeyType, PkiError, Seed, Validity, build_material
 from pki.derive import derive_ec_p256_key, derive_rsa_key, derive_serial
+from pki.seed import _encode_label, hkdf_expand
 
 seeds = st.binary(min_size=32, max_size=32).map(Seed)
 labels = st.tuples(st.sampled_from(["client", "server", "ca"]), st.text(min_size=1, max_size=12),
@@ -128,3 +132,36 @@ def test_keys_from_the_helper_process_are_the_same(monkeypatch: pytest.MonkeyPat
     calls = record_helpers(monkeypatch)
     assert pems() == alone
     assert calls, "the helper process was not used"
+
+
+# RFC 5869 appendix A, test cases 1 and 3 (HKDF-SHA256): (IKM, salt, info, L, PRK, OKM)
+_RFC5869 = [
+    ("0b" * 22, "000102030405060708090a0b0c", "f0f1f2f3f4f5f6f7f8f9", 42,
+     "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5",
+     "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"),
+    ("0b" * 22, "", "", 42,
+     "19ef24a32c717b167f33a91d6f648bdf96596776afdb6377ac434c1c293ccb04",
+     "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"),
+]
+
+
+@pytest.mark.parametrize(("ikm", "salt", "info", "length", "prk", "okm"), _RFC5869)
+def test_hkdf_expand_gives_rfc5869s_vectors(ikm: str, salt: str, info: str, length: int, prk: str, okm: str) -> None:
+    """pki.seed's HKDF is the standard library's HMAC-SHA256 (it must load before cryptography)."""
+    assert hmac.digest(bytes.fromhex(salt), bytes.fromhex(ikm), "sha256").hex() == prk
+    assert hkdf_expand(bytes.fromhex(prk), bytes.fromhex(info), length).hex() == okm
+
+
+@settings(max_examples=200, deadline=None)
+@given(seeds, st.one_of(labels, st.tuples(st.text(max_size=40))), st.sampled_from([1, 16, 31, 32, 33, 64, 100]))
+def test_seed_digest_is_cryptographys_hkdf(seed: Seed, label: tuple[str | int, ...], length: int) -> None:
+    """Every derived value (det-keygen seeds, serials) is what cryptography's HKDF gave before."""
+    expected = HKDF(algorithm=hashes.SHA256(), length=length, salt=b"slb-mtls/pki/v1",
+                    info=_encode_label(label)).derive(bytes.fromhex(seed.secret_hex()))
+    assert seed.digest(label, length) == expected
+
+
+def test_hkdf_expand_refuses_lengths_it_cannot_give() -> None:
+    for length in (0, 255 * 32 + 1):
+        with pytest.raises(ValueError, match="HKDF-SHA256 gives 1 to 8160 bytes"):
+            hkdf_expand(b"\0" * 32, b"", length)

@@ -27,6 +27,7 @@ from pki import (
     PkiSpec,
     Revocation,
     build_material,
+    headstart,
     issuing,
     sharedqueue,
     start_deriving,
@@ -79,7 +80,7 @@ def alone() -> list[str]:
 def _two_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
     yield
-    issuing.cancel()
+    headstart.cancel()
     sharedqueue.release_spare()
 
 
@@ -89,7 +90,7 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real = issuing.issue_clients
 
     def spying(ca: Any, clients: Any) -> Any:
-        state = issuing._started
+        state = headstart._started
         result = real(ca, clients)
         delivered.append(len(state.from_helper) if state else 0)
         return result
@@ -101,7 +102,7 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def _import_pulumi_meanwhile(answers: int) -> None:
     """What the plan does between the head start and issuing (~0.35 s): here, wait until the
     helper has answered `answers` clients or ended."""
-    state = issuing._started
+    state = headstart._started
     assert state is not None and state.queue is not None
     deadline = time.monotonic() + 30
     while (len(state.from_helper) < answers and state.queue._helper.poll() is None
@@ -158,7 +159,7 @@ _WORKER = ("import itertools, json, sys\nfrom pki import worker\n"
 # clients WHOSE says (their certificates are delivered and not used)
 _WRONG_RSA_KEYS = (_WORKER + "from cryptography.hazmat.primitives import serialization\n"
                    "from cryptography.hazmat.primitives.asymmetric import ec, rsa\n"
-                   "from pki.issuing import authority, decode_client\n"
+                   "from pki.headstart import decode_client\nfrom pki.issuing import authority\n"
                    "ca = authority(context)\nchannel.answer(ca.issued.fingerprint)\n"
                    "other = OTHER\n"
                    "for line in requests:\n"
@@ -191,10 +192,10 @@ _WRONG_RSA_KEYS = (_WORKER + "from cryptography.hazmat.primitives import seriali
     (_WRONG_RSA_KEYS.replace("OTHER", "ec.generate_private_key(ec.SECP256R1())")
      .replace("WHOSE", "not spec.key_type.is_rsa"), None),
     # an EC certificate and key, matching each other, for an RSA client
-    (_WORKER + "import dataclasses\nfrom pki import KeyType, issuing\nreal = issuing.decode_client\n"
+    (_WORKER + "import dataclasses\nfrom pki import KeyType, headstart\nreal = headstart.decode_client\n"
      "def as_ec(line):\n    c = real(line)\n"
      "    return dataclasses.replace(c, key_type=KeyType.EC_P256) if c.key_type.is_rsa and not c.csr_pem else c\n"
-     "issuing.decode_client = as_ec\nworker.issue_clients(context, channel, requests)\nchannel.flush()", None),
+     "headstart.decode_client = as_ec\nworker.issue_clients(context, channel, requests)\nchannel.flush()", None),
     # dies at once
     ("raise SystemExit(3)", 0),
 ], ids=["exits-after-five", "garbage", "another-ca", "not-der", "wrong-rsa-key", "ec-key-for-rsa",
@@ -245,7 +246,7 @@ def test_a_small_plan_starts_no_issuing_helper(monkeypatch: pytest.MonkeyPatch) 
     started: list[object] = []
     monkeypatch.setattr(sharedqueue, "_start", lambda *options: started.append(1))
     assert start_deriving(SEED, spec(clients=(client("edge", key_type=KeyType.EC_P256),))) is False
-    issuing.cancel()
+    headstart.cancel()
     assert not started
 
 
@@ -270,7 +271,7 @@ def test_rsa_clients_go_to_the_helper_keys_and_certificates_together(monkeypatch
 
     monkeypatch.setattr(issuing, "_issued", counting)
     assert start_deriving(SEED, rsa_only)
-    assert issuing.started() and not keypool.started()
+    assert headstart.started() and not keypool.started()
     _import_pulumi_meanwhile(2)
     assert _rendered(build_material(SEED, rsa_only, today=TODAY)) == expected
     assert len(accepted) >= 2, "the helper's RSA clients were not used"
@@ -302,16 +303,16 @@ def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: 
                                                                     alone: list[str]) -> None:
     """`pulumi up` has no head start: with many clients, build_material starts the helper itself,
     before it derives the CA key (the helper's start-up overlaps that; the helper derives its own)."""
-    monkeypatch.setattr(issuing, "MIN_PARALLEL_LATE", 8)
+    monkeypatch.setattr(headstart, "MIN_PARALLEL_LATE", 8)
     contexts: list[str] = []
-    real_context = issuing.encode_context
-    monkeypatch.setattr(issuing, "encode_context", lambda *a, **k: contexts.append(real_context(*a, **k)) or contexts[-1])
+    real_context = headstart.encode_context
+    monkeypatch.setattr(headstart, "encode_context", lambda *a, **k: contexts.append(real_context(*a, **k)) or contexts[-1])
     delivered: list[int] = []
     real_issue = issuing.issue_clients
 
     def slow_plan(ca: Any, clients: Any) -> Any:  # let the helper answer before the plan issues
         _import_pulumi_meanwhile(8)
-        state = issuing._started
+        state = headstart._started
         result = real_issue(ca, clients)
         delivered.append(len(state.from_helper) if state else 0)
         return result
@@ -325,10 +326,10 @@ def test_without_a_head_start_the_program_starts_the_helper_itself(monkeypatch: 
 def test_what_the_helper_is_told_round_trips() -> None:
     full = client("dora", email="dora@example.com", key_type=KeyType.EC_P256, generation=3, csr_pem=_csr("dora"))
     for c in (full, *SPEC.clients):
-        assert issuing.decode_client(issuing.encode_client(c)) == c
-    definition = issuing.CaDefinition(SPEC.subject, SPEC.ca_validity, 2, ("ec-03", "x"), SPEC.ca_key_type)
+        assert headstart.decode_client(headstart.encode_client(c)) == c
+    definition = headstart.CaDefinition(SPEC.subject, SPEC.ca_validity, 2, ("ec-03", "x"), SPEC.ca_key_type)
     here = certificate_authority(SEED, SPEC.subject, SPEC.ca_validity, 2, ("ec-03", "x"), SPEC.ca_key_type)
-    made = issuing.authority(issuing.encode_context(SEED, definition))
+    made = issuing.authority(headstart.encode_context(SEED, definition))
     assert made.issued.fingerprint == here.issued.fingerprint
 
 
@@ -439,11 +440,11 @@ def test_an_answer_never_waits_behind_an_rsa_key(tmp_path: Any, mode: str) -> No
         before = 1
     else:  # the helper derives the CA's key first; the client's RSA key, the second, is held
         held = 1
-        definition = issuing.CaDefinition(SPEC.subject, SPEC.ca_validity, SPEC.ca_generation, SPEC.revoked_names,
+        definition = headstart.CaDefinition(SPEC.subject, SPEC.ca_validity, SPEC.ca_generation, SPEC.revoked_names,
                                           SPEC.ca_key_type)
-        lines = [f"issue {issuing.encode_context(SEED, definition)}",
-                 issuing.encode_client(client("ec-first", key_type=KeyType.EC_P256)),
-                 issuing.encode_client(client("rsa-second"))]
+        lines = [f"issue {headstart.encode_context(SEED, definition)}",
+                 headstart.encode_client(client("ec-first", key_type=KeyType.EC_P256)),
+                 headstart.encode_client(client("rsa-second"))]
         before = 2  # the CA's fingerprint, then the EC client
     script = _HELD_RSA_WORKER.replace("HELD", str(held)).replace("GO", repr(str(go))).replace("READY", repr(ready))
     # unbuffered: a buffered readline could take both answers at once, and select would then wait
@@ -467,7 +468,7 @@ def test_an_answer_never_waits_behind_an_rsa_key(tmp_path: Any, mode: str) -> No
 # issues every client right, but flips a bit of each EC key's private scalar (its public point, at
 # the end of the PKCS#8, stays the certificate's)
 _FORGED_EC_SCALARS = (_WORKER + "from cryptography.hazmat.primitives import serialization\n"
-                      "from pki.issuing import authority, decode_client\n"
+                      "from pki.headstart import decode_client\nfrom pki.issuing import authority\n"
                       "ca = authority(context)\nchannel.answer(ca.issued.fingerprint)\n"
                       "for line in requests:\n"
                       "    spec = decode_client(line)\n    issued = ca.issue_client(spec)\n"
@@ -547,7 +548,7 @@ def test_an_answer_is_read_before_the_helpers_ca_is_checked(monkeypatch: pytest.
     the first answer (a head start for another CA): nothing from the helper is used."""
     start_deriving(SEED, SPEC)  # CA generation 1
     _import_pulumi_meanwhile(len(SPEC.clients))
-    state = issuing._started
+    state = headstart._started
     assert state is not None and state.ca_fingerprint is not None and state.from_helper
     theirs, state.ca_fingerprint = state.ca_fingerprint, None
 
@@ -571,9 +572,9 @@ def test_a_plan_that_fails_after_starting_its_own_helper_leaves_none_behind(monk
     started = record_helpers(monkeypatch)
     server = ServerSpec(SPEC.server.names, SPEC.server.validity, operator=OperatorCertificate("not PEM", "not PEM"))
     many = dataclasses.replace(SPEC, server=server, clients=tuple(
-        client(f"ec-{i:03d}", key_type=KeyType.EC_P256) for i in range(issuing.MIN_PARALLEL_LATE)))
+        client(f"ec-{i:03d}", key_type=KeyType.EC_P256) for i in range(headstart.MIN_PARALLEL_LATE)))
     with pytest.raises(PkiError):
         build_material(SEED, many, today=TODAY)
     assert started, "no helper started: the test tests nothing"
     assert all(h.process.poll() is not None for h in started)
-    assert not issuing.started()
+    assert not headstart.started()

@@ -39,7 +39,7 @@ def _counting_derivations(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
         here.append(seed)
         return real(seed, bits)
 
-    monkeypatch.setattr(keypool.detkeygen, "rsa_key", counting)
+    monkeypatch.setattr(detkeygen, "rsa_key", counting)
     return here
 
 

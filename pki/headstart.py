@@ -1,0 +1,180 @@
+"""The head start: a plan's PKI handed to a helper process before this process loads cryptography.
+
+The offline tools read a stack's config, turn it into a `PkiSpec` and call `start_deriving` with
+only the standard library, pydantic and PyYAML loaded: the helper (pki.worker, started at once by
+pki.sharedqueue.prespawn and loading cryptography meanwhile) begins issuing clients ~0.2 s sooner
+than if this process loaded cryptography first. Nothing here imports it; a test holds this.
+
+Client certificates: each costs one RSA signature by the CA (~1 ms here; CLB takes only RSA CAs),
+and an RSA client's det-keygen key ~30 times that; cryptography holds the GIL while signing, so
+threads would not help. The helper builds the same CA and issues from the front of a shared queue
+(pki.sharedqueue); pki.issuing takes its answers and issues from the back.
+
+The helper needs the stack seed (client keys and serials are derived from it): it arrives on the
+helper's stdin, never in its environment or command line, and the helper writes only to this
+process's pipe. Its first answer is its CA certificate's fingerprint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from pki import keypool, sharedqueue
+from pki.model import ClientSpec, KeyType, PkiSpec, Subject, Validity
+from pki.seed import Seed
+from pki.sharedqueue import SharedQueue
+
+# Work is counted in EC clients (~1.3 ms each, the CA's signature): an RSA client's det-keygen key
+# costs ~27 of them at 2048 bits, and ~2.3 and ~6 times that at 3072 and 4096 bits.
+_RSA_CLIENT_COST: Final = {2048: 27, 3072: 62, 4096: 160}
+MIN_PARALLEL: Final = 16  # the helper costs ~0.25 s of the other core to start
+# Started by the program itself (no head start): only where the helper's start-up (~0.3 s, while
+# this process derives the CA and server keys and issues alone) is soon repaid: ~6 RSA-2048 clients.
+MIN_PARALLEL_LATE: Final = 160
+# Up to 48 clients handed over, 24 at a time, answered in batches every ~20 ms and before each RSA
+# key (pki.worker): the helper never waits for this process, whose reader thread wakes once per
+# batch, not for every client. What the helper still holds at the end, this process issues from
+# the back meanwhile.
+_AHEAD: Final = 48
+_BATCH: Final = 24
+
+
+@dataclass(frozen=True)
+class CaDefinition:
+    """What builds a CA epoch (pki.revocation.certificate_authority's arguments)."""
+
+    subject: Subject
+    validity: Validity
+    generation: int
+    revoked: tuple[str, ...]
+    key_type: KeyType
+
+
+def cost(client: ClientSpec) -> int:
+    """What issuing this client costs, in EC clients."""
+    if client.csr_pem is not None or not client.key_type.is_rsa:
+        return 1
+    return _RSA_CLIENT_COST[client.key_type.rsa_bits]
+
+
+@dataclass(eq=False)
+class Issuing:
+    """Clients being issued by a helper: its CA's fingerprint once it said, its answers as they come."""
+
+    ca_fingerprint: str | None = None  # the helper's CA, once it said
+    from_helper: dict[ClientSpec, tuple[bytes, bytes | None]] = field(default_factory=dict)  # DER answers
+    queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] = field(init=False)
+
+    def check_preamble(self, line: str) -> bool:
+        """The helper's CA certificate's fingerprint (SHA-256 hex)."""
+        if len(line) != 64 or line.strip("0123456789abcdef"):
+            return False
+        self.ca_fingerprint = line
+        return True
+
+
+# The helper's requests, as JSON: plain values only, nothing it would have to trust.
+def _validity(v: Validity) -> dict[str, Any]:
+    return {"issued": v.issued.isoformat(), "days": v.days}
+
+
+def _validity_from(d: dict[str, Any]) -> Validity:
+    return Validity(dt.date.fromisoformat(d["issued"]), int(d["days"]))
+
+
+def encode_client(client: ClientSpec) -> str:
+    return json.dumps({**asdict(client), "validity": _validity(client.validity), "key_type": client.key_type.value})
+
+
+def decode_client(line: str) -> ClientSpec:
+    d = json.loads(line)
+    return ClientSpec(d["name"], _validity_from(d["validity"]), d["email"], KeyType(d["key_type"]),
+                      int(d["generation"]), d["csr_pem"])
+
+
+def encode_context(seed: Seed, ca: CaDefinition) -> str:
+    """The helper's job: the seed and the CA's definition (the helper derives the CA's key: it is
+    started before this process has it)."""
+    return json.dumps({"seed": seed.secret_hex(), "subject": asdict(ca.subject), "validity": _validity(ca.validity),
+                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value})
+
+
+def decode_context(context: str) -> tuple[Seed, CaDefinition]:
+    """The seed and CA of a helper's job (`encode_context`)."""
+    d = json.loads(context)
+    ca = CaDefinition(Subject(**d["subject"]), _validity_from(d["validity"]), int(d["generation"]),
+                      tuple(d["revoked"]), KeyType(d["key_type"]))
+    return Seed(bytes.fromhex(d["seed"])), ca
+
+
+def answer_der(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | None:
+    """The helper's answer, as DER; parsed and checked by pki.issuing in the plan's own thread (the
+    reader thread would take the GIL from the plan while it imports Pulumi)."""
+    cert_hex, key_hex = line.split()
+    return bytes.fromhex(cert_hex), None if key_hex == "-" else bytes.fromhex(key_hex)
+
+
+_started: Issuing | None = None
+
+
+def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, minimum: int = MIN_PARALLEL) -> None:
+    """Begin issuing these clients in the helper process, without waiting (see pki.issuing),
+    if they cost at least `minimum` EC clients; a start already made stands."""
+    global _started
+    if _started is not None or sum(cost(c) for c in clients) < minimum:
+        return
+    state = Issuing()
+    job = f"issue {encode_context(seed, ca)}"
+    queue = SharedQueue.start(clients, results=state.from_helper, encode=encode_client, decode=answer_der,
+                              ahead=_AHEAD, batch=_BATCH, preamble=(job, state.check_preamble))
+    if queue is not None:
+        state.queue = queue
+        _started = state
+
+
+def started() -> bool:
+    """Whether a helper is issuing clients (`start` found enough to share)."""
+    return _started is not None
+
+
+def take() -> Issuing | None:
+    """The helper's work so far, for pki.issuing to finish; none is started any more."""
+    global _started
+    state, _started = _started, None
+    return state
+
+
+def cancel() -> None:
+    """Stop a `start()` nobody will finish (e.g. the plan failed before it needed the clients)."""
+    state = take()
+    if state is not None:
+        state.queue.close(kill=True)
+
+
+def ca_definition(spec: PkiSpec) -> CaDefinition:
+    """The current CA epoch's."""
+    return CaDefinition(spec.subject, spec.ca_validity, spec.ca_generation, spec.revoked_names, spec.ca_key_type)
+
+
+def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
+    """Begin deriving the spec's CA and server keys and issuing its clients on a second core, and
+    return at once (whether a helper took work), for a caller with other start-up work to do first;
+    pki.material.build_material finishes the job (`stop_deriving` drops it)."""
+    if spec.revocations or spec.ca_generation > 1:
+        # A CA history: the retired CAs' keys too, maybe enough to share (pki.keypool). Their
+        # labels need x509 names, so cryptography; without a history there are two RSA keys
+        # (the CA's and the server's), never enough, and nothing waits for cryptography.
+        from pki.revocation import rsa_requests
+
+        keypool.start(rsa_requests(seed, spec))
+    start(seed, ca_definition(spec), spec.active_clients)
+    sharedqueue.release_spare()  # a helper started ahead of need that neither took
+    return keypool.started() or started()
+
+
+def stop_deriving() -> None:
+    keypool.cancel()
+    cancel()
