@@ -2,8 +2,8 @@
 
 The offline tools read a stack's config, turn it into a `PkiSpec` and call `start_deriving` with
 only the standard library, pydantic and PyYAML loaded: the helper (pki.worker, started at once by
-pki.sharedqueue.prespawn and loading cryptography meanwhile) begins issuing clients ~0.2 s sooner
-than if this process loaded cryptography first. Nothing here imports it; a test holds this.
+pki.sharedqueue.prespawn and loading cryptography meanwhile) begins issuing clients sooner
+than if this process loaded cryptography first (~0.1 s here). Nothing here imports it; a test holds this.
 
 Client certificates: each costs one RSA signature by the CA (~1 ms here; CLB takes only RSA CAs),
 and an RSA client's det-keygen key ~30 times that; cryptography holds the GIL while signing, so

@@ -143,5 +143,3 @@ def issue_clients(ca: CertificateAuthority, clients: list[ClientSpec]) -> dict[s
         finally:
             queue.close(kill=True)  # done with it (its answers past the middle are not needed)
     return {c.name: mine.get(c) or ca.issue_client(c) for c in clients}
-
-

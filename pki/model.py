@@ -124,6 +124,11 @@ class Revocation:
     date: dt.date | None = None
     client: ClientSpec | None = None
 
+    def __post_init__(self) -> None:
+        if self.reason not in REVOCATION_REASONS:  # e.g. certificateHold: a CRL here is never re-signed
+            raise PkiError(f"revocation of {self.name!r}: reason {self.reason!r} is not one of "
+                           f"{', '.join(REVOCATION_REASONS)}")
+
 
 @dataclass(frozen=True)
 class OperatorCertificate:

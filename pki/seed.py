@@ -90,7 +90,7 @@ class Seed:
         return "Seed(<secret>)"
 
     def secret_hex(self) -> str:
-        """The seed itself: only for a helper process's stdin pipe (pki.issuing)."""
+        """The seed itself: only for a helper process's stdin pipe (pki.headstart.encode_context)."""
         return self._secret.hex()
 
     def __eq__(self, other: object) -> bool:

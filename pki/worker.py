@@ -1,4 +1,4 @@
-"""The helper process of pki.keypool and pki.issuing (`python -m pki.worker`).
+"""The helper process of pki.keypool and pki.headstart (`python -m pki.worker`).
 
 Started with --preload (pki.sharedqueue.prespawn: ahead of need, its start-up overlapping its
 parent's), it loads everything either job needs before it reads anything; otherwise only what its
@@ -9,7 +9,7 @@ whatever it did not deliver.
 
 - "keys": requests "BITS SEED-HEX" (det-keygen seeds only); answers the PKCS#8 DER (hex) of
   det-keygen's RSA key.
-- "issue CONTEXT" (JSON: the stack seed and the CA's definition; see pki.issuing):
+- "issue CONTEXT" (JSON: the stack seed and the CA's definition; see pki.headstart.encode_context):
   answers its CA certificate's SHA-256 fingerprint (hex) at once; requests are clients (JSON),
   answers "CERT-DER-HEX KEY-DER-HEX" (the key as PKCS#8; "-" for a certificate made from a CSR).
 """

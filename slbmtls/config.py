@@ -292,7 +292,7 @@ class ClientConfig(_Section):
 
 class RevocationConfig(_Section):
     name: Annotated[str, _text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "a client name")]
-    reason: Annotated[str, _rule(clb.Choice(tuple(REVOCATION_REASONS), "RFC 5280 5.3.1"))] = "unspecified"
+    reason: Annotated[str, _rule(clb.Choice(REVOCATION_REASONS, "RFC 5280 5.3.1"))] = "unspecified"
     date: Date | None = Field(None, description="default: the revoked certificate's first day; not in the future")
     # A revoked client may leave `clients`: its entry then keeps what its certificate was made from,
     # so the CRLs still list its serial. Same meaning and defaults as in `clients`.

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pki import CertificateAuthority, KeyType, PkiError, Seed, Validity, build_material
-from pki.derive import derive_ec_p256_key, derive_rsa_key, derive_serial
+from pki.derive import derive_ec_p256_key, derive_rsa_key, derive_serial, det_keygen_seed
 from pki.seed import _encode_label, hkdf_expand
 
 seeds = st.binary(min_size=32, max_size=32).map(Seed)
@@ -165,3 +165,13 @@ def test_hkdf_expand_refuses_lengths_it_cannot_give() -> None:
     for length in (0, 255 * 32 + 1):
         with pytest.raises(ValueError, match="HKDF-SHA256 gives 1 to 8160 bytes"):
             hkdf_expand(b"\0" * 32, b"", length)
+
+
+def test_derived_values_are_pinned() -> None:
+    """Known answers (from cryptography's HKDF, before pki.seed): a change here changes every key,
+    serial and certificate of every deployed stack."""
+    seed = Seed(bytes.fromhex("5e" * 32))
+    assert seed.digest(("seed-identity",)).hex() == "ec5a38761cc6ee5f5f65700c8e1817d3726f43b3450e12039e8669fa72bbd785"
+    assert det_keygen_seed(seed, KeyType.EC_P256, ("client", "alice", 1)).hex() == (
+        "4463a30b3bb93235e19ba842802323e1f9bca6699fc5bd6e03c4bfc3589c8c73")
+    assert derive_serial(seed, ("tbs", "00")) == 66002314994946264435150793386359877790

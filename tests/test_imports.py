@@ -119,6 +119,7 @@ def test_pki_lazy_exports_list_each_name_once_in_all_three_places() -> None:
 _HEAD_START = """
 import json, sys
 from pathlib import Path
+import slbmtls.cli  # what `python -m slbmtls plan` has loaded when it starts deriving
 from slbmtls.offline import OfflineStack
 stack = OfflineStack.load("light", project_dir=Path(sys.argv[1]))
 started = stack._start_deriving()

@@ -31,6 +31,7 @@ from pki import (
     issuing,
     sharedqueue,
     start_deriving,
+    stop_deriving,
 )
 from pki.authority import CertificateAuthority
 from pki.revocation import certificate_authority
@@ -275,6 +276,33 @@ def test_rsa_clients_go_to_the_helper_keys_and_certificates_together(monkeypatch
     _import_pulumi_meanwhile(2)
     assert _rendered(build_material(SEED, rsa_only, today=TODAY)) == expected
     assert len(accepted) >= 2, "the helper's RSA clients were not used"
+
+
+@pytest.mark.usefixtures("own_rsa_keys")
+@pytest.mark.parametrize("history", [{"ca_generation": 5},
+                                     {"revocations": (Revocation("alice"), Revocation("bob"), Revocation("edge"))}],
+                         ids=["rotated", "revoked"])
+def test_the_head_start_shares_a_ca_historys_keys_and_not_a_plain_cas(monkeypatch: pytest.MonkeyPatch,
+                                                                      history: dict[str, Any]) -> None:
+    """pki.headstart works out the RSA keys (which loads cryptography) only for a CA with a history:
+    then the retired CAs' keys may be enough for the key helper. A plain CA has two, never enough."""
+    from pki import keypool
+    from pki.revocation import rsa_requests
+
+    monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
+    monkeypatch.setattr(keypool, "_CACHE", {})  # none derived by an earlier test
+    rotated = spec(**history)
+    assert len(set(rsa_requests(SEED, rotated))) >= keypool.MIN_PARALLEL
+    try:
+        start_deriving(SEED, rotated)
+        assert keypool.started()
+    finally:
+        stop_deriving()
+    try:
+        start_deriving(SEED, spec())
+        assert not keypool.started()
+    finally:
+        stop_deriving()
 
 
 def test_importing_the_queue_loads_no_heavy_module() -> None:

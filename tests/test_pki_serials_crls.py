@@ -135,3 +135,11 @@ def test_openssl_checks_the_crl_through_the_cas_life(material: PkiMaterial, revo
     else:
         assert "CRL has expired" not in bob.stdout + bob.stderr + alice.stdout + alice.stderr
         assert "certificate has expired" in alice.stdout + alice.stderr
+
+
+@pytest.mark.parametrize("reason", ["certificateHold", "removeFromCRL", "cACompromise", "bogus"])
+def test_a_revocation_takes_only_the_reasons_the_config_offers(reason: str) -> None:
+    """certificateHold is undone by removeFromCRL in a later CRL, and nothing here re-signs one;
+    the CA reasons do not apply to a client: refused with the allowed names, as the config does."""
+    with pytest.raises(PkiError, match=f"reason '{reason}' is not one of unspecified, keyCompromise"):
+        Revocation("bob", reason)
