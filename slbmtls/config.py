@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -376,12 +378,52 @@ class StackSecrets:
     server_private_key_passphrase: str | None = None
     server_private_key_passphrase_is_secret: bool = True
 
+    def effective(self) -> tuple[object, ...]:
+        """What validation reads: how a value was stored matters only when it is set."""
+        def stored(value: str | None, is_secret: bool) -> tuple[str | None, bool | None]:
+            return value, (is_secret if value is not None else None)
+
+        return (*stored(self.seed, self.seed_is_secret),
+                *stored(self.server_private_key, self.server_private_key_is_secret),
+                *stored(self.server_private_key_passphrase, self.server_private_key_passphrase_is_secret))
+
+
+# The offline tools validate a stack's config to start their helper, then the program validates the
+# same values again as the engine hands them over (~45 us per client each time): the last few
+# accepted configs are kept, by a digest of everything validation reads. Values the engine would
+# hand over differently (e.g. "443" as a string, which the program decodes) just miss.
+_ACCEPTED: dict[bytes, StackConfig] = {}
+_ACCEPTED_KEPT: Final = 4
+
+
+def _inputs_digest(raw: Mapping[str, Any], region: object, project: str, stack: str, secrets: StackSecrets,
+                   on: dt.date) -> bytes | None:
+    try:
+        text = json.dumps([raw, region, project, stack, secrets.effective(), on.isoformat()], sort_keys=True,
+                          allow_nan=False)
+    except (TypeError, ValueError):  # not plain JSON values: validated every time
+        return None
+    return hashlib.sha256(text.encode()).digest()
+
 
 def parse_stack_config(raw: Mapping[str, Any], region: object, *, project: str, stack: str,
                        secrets: StackSecrets, today: dt.date | None = None) -> StackConfig:
     """Validate everything; raise ConfigError listing every problem, or return the typed config.
     `today` (UTC) bounds the dates: nothing may be issued or revoked in the future."""
     on = today or utc_today()
+    digest = _inputs_digest(raw, region, project, stack, secrets, on)
+    if digest is not None and (accepted := _ACCEPTED.get(digest)) is not None:
+        return accepted
+    config = _parse_stack_config(raw, region, project=project, stack=stack, secrets=secrets, on=on)
+    if digest is not None:
+        if len(_ACCEPTED) >= _ACCEPTED_KEPT:
+            _ACCEPTED.pop(next(iter(_ACCEPTED)), None)
+        _ACCEPTED[digest] = config
+    return config
+
+
+def _parse_stack_config(raw: Mapping[str, Any], region: object, *, project: str, stack: str,
+                        secrets: StackSecrets, on: dt.date) -> StackConfig:
     problems: list[str] = []
     if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
         raise ConfigError([f"{NAMESPACE}: expected a mapping of setting names to values"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 from typing import Any
@@ -293,3 +294,45 @@ def test_plain_text_server_key_is_refused() -> None:
         parse(put("serverCertificate", "-----BEGIN CERTIFICATE-----"), secrets=secrets)
     assert any(p.startswith("slb-mtls:serverPrivateKey: stored in plain text") for p in info.value.problems)
     assert "BEGIN RSA PRIVATE KEY" not in str(info.value)
+
+
+def test_the_same_values_are_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offline tools validate a stack's config for their head start, and the program validates
+    it again as the engine hands it over: the same values give the same config without a second
+    validation; any difference in what validation reads is validated afresh; a refusal is never kept."""
+    import slbmtls.config as config
+
+    validated: list[object] = []
+    real = config._parse_stack_config
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        validated.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(config, "_parse_stack_config", counting)
+    monkeypatch.setattr(config, "_ACCEPTED", {})
+    raw = {k.split(":", 1)[1]: v for k, v in stack_values().items() if k.startswith("slb-mtls:")}
+    first = parse_stack_config(raw, "cn-hangzhou", project="slb-mtls", stack="dev", secrets=GOOD_SECRETS, today=TODAY)
+    reordered = dict(reversed(copy.deepcopy(raw).items()))  # the engine's order is not the file's
+    # how an unset value would have been stored is not read
+    engine_secrets = StackSecrets(seed=TEST_SEED, server_private_key_is_secret=False)
+    again = parse_stack_config(reordered, "cn-hangzhou", project="slb-mtls", stack="dev", secrets=engine_secrets,
+                               today=TODAY)
+    assert again is first and len(validated) == 1
+    variants = [
+        ({**raw, "domain": "other.example.com"}, "cn-hangzhou", "dev", GOOD_SECRETS, TODAY),
+        (raw, "cn-shanghai", "dev", GOOD_SECRETS, TODAY),
+        (raw, "cn-hangzhou", "prod", GOOD_SECRETS, TODAY),
+        (raw, "cn-hangzhou", "dev", StackSecrets(seed=TEST_SEED, seed_is_secret=False), TODAY),
+        (raw, "cn-hangzhou", "dev", GOOD_SECRETS, TODAY + dt.timedelta(days=1)),
+        ({**raw, "listener": {**raw["listener"], "frontendPort": "443"}}, "cn-hangzhou", "dev", GOOD_SECRETS, TODAY),
+    ]
+    for values, region, stack, secrets, today in variants:
+        with contextlib.suppress(ConfigError):
+            parse_stack_config(values, region, project="slb-mtls", stack=stack, secrets=secrets, today=today)
+    assert len(validated) == 1 + len(variants)
+    refused = StackSecrets(seed=TEST_SEED, seed_is_secret=False)
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="stored in plain text"):
+            parse_stack_config(raw, "cn-hangzhou", project="slb-mtls", stack="dev", secrets=refused, today=TODAY)
+    assert len(validated) == 1 + len(variants) + 2
