@@ -29,7 +29,7 @@ from pki.derive import PublicKey, derive_key, derive_rsa_key, derive_serial
 from pki.errors import PkiError
 from pki.issued import Issued
 from pki.model import ClientSpec, KeyType, Revocation, Subject, Validity, start_of_day
-from pki.seed import Label, Seed
+from pki.seed import Label, Seed, server_key_label
 
 _Verifier = verification.ClientVerifier | verification.ServerVerifier
 MAX_SERVER_DAYS = 825  # the longest TLS server lifetime any mainstream client still accepts
@@ -165,7 +165,7 @@ class CertificateAuthority:
             raise PkiError(f"server key type {key_type.value!r}: CLB accepts RSA server certificates only")
         if validity.days > MAX_SERVER_DAYS:
             raise PkiError(f"server certificate lifetime {validity.days} days exceeds {MAX_SERVER_DAYS}")
-        label: Label = ("server", generation)
+        label = server_key_label(generation)
         parts = _Parts(
             self.subject.to_name(names[0]), _label_bytes((*label, key_type.value)), validity,
             (

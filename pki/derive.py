@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pki import detkeygen, keypool
-from pki.errors import PkiError
+from pki.keypool import rsa_request
 from pki.model import KeyType
-from pki.seed import Label, Seed
+from pki.seed import Label, Seed, det_keygen_seed
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -24,22 +24,6 @@ def pkcs8_der(key: PrivateKey) -> bytes:
     """A private key as unencrypted PKCS#8 DER (what crosses a helper process's pipe)."""
     return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
-
-
-def det_keygen_seed(seed: Seed, key_type: KeyType, label: Label) -> bytes:
-    """The C2SP det-keygen seed of one key: HKDF-SHA256 of the stack seed for the key's label.
-
-    `python -m pki keygen --seed-hex <this> --type <key type>` (or any det-keygen implementation)
-    re-derives the key from it. The key type is part of the label, so an RSA and an EC key never
-    share a seed."""
-    return seed.digest(("det-keygen", key_type.value, *label))
-
-
-def rsa_request(seed: Seed, label: Label, bits: int) -> tuple[bytes, int]:
-    """What pki.keypool needs to derive (or prefetch) one RSA key."""
-    if bits not in (2048, 3072, 4096):
-        raise PkiError(f"RSA key size {bits} is not supported; allowed: 2048, 3072, 4096")
-    return det_keygen_seed(seed, KeyType.rsa(bits, setting="RSA key size"), label), bits
 
 
 def derive_rsa_key(seed: Seed, label: Label, bits: int) -> rsa.RSAPrivateKey:

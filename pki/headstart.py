@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -69,10 +70,24 @@ class Issuing:
     queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] = field(init=False)
 
     def check_preamble(self, line: str) -> bool:
-        """The helper's CA certificate's fingerprint (SHA-256 hex)."""
-        if len(line) != 64 or line.strip("0123456789abcdef"):
+        """The helper's CA certificate's fingerprint (SHA-256 hex), then the RSA keys it derived
+        before any client (its CA's, and those it was asked for: `start`'s `keys`), each as
+        BITS:DET-KEYGEN-SEED-HEX:PKCS8-DER-HEX, offered to pki.keypool."""
+        fingerprint, *keys = line.split(" ")
+        if len(fingerprint) != 64 or fingerprint.strip("0123456789abcdef"):
             return False
-        self.ca_fingerprint = line
+        offers: list[tuple[keypool.Request, bytes]] = []
+        for key in keys:
+            bits, dk_seed, der_hex = key.split(":") if key.count(":") == 2 else ("", "", "")
+            if bits not in ("2048", "3072", "4096") or len(dk_seed) != 64:
+                return False
+            try:
+                offers.append(((bytes.fromhex(dk_seed), int(bits)), bytes.fromhex(der_hex)))
+            except ValueError:
+                return False
+        for request, der in offers:
+            keypool.offer(request, der)
+        self.ca_fingerprint = fingerprint
         return True
 
 
@@ -95,19 +110,20 @@ def decode_client(line: str) -> ClientSpec:
                       int(d["generation"]), d["csr_pem"])
 
 
-def encode_context(seed: Seed, ca: CaDefinition) -> str:
-    """The helper's job: the seed and the CA's definition (the helper derives the CA's key: it is
-    started before this process has it)."""
+def encode_context(seed: Seed, ca: CaDefinition, keys: Sequence[keypool.Request] = ()) -> str:
+    """The helper's job: the seed, the CA's definition (the helper derives the CA's key: it is
+    started before this process has it) and other RSA keys to derive before the clients."""
     return json.dumps({"seed": seed.secret_hex(), "subject": asdict(ca.subject), "validity": _validity(ca.validity),
-                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value})
+                       "generation": ca.generation, "revoked": list(ca.revoked), "key_type": ca.key_type.value,
+                       "keys": [[bits, dk_seed.hex()] for dk_seed, bits in keys]})
 
 
-def decode_context(context: str) -> tuple[Seed, CaDefinition]:
-    """The seed and CA of a helper's job (`encode_context`)."""
+def decode_context(context: str) -> tuple[Seed, CaDefinition, list[keypool.Request]]:
+    """The seed, CA and other keys of a helper's job (`encode_context`)."""
     d = json.loads(context)
     ca = CaDefinition(Subject(**d["subject"]), _validity_from(d["validity"]), int(d["generation"]),
                       tuple(d["revoked"]), KeyType(d["key_type"]))
-    return Seed(bytes.fromhex(d["seed"])), ca
+    return Seed(bytes.fromhex(d["seed"])), ca, [(bytes.fromhex(dk_seed), int(bits)) for bits, dk_seed in d["keys"]]
 
 
 def answer_der(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | None:
@@ -120,14 +136,16 @@ def answer_der(line: str, client: ClientSpec) -> tuple[bytes, bytes | None] | No
 _started: Issuing | None = None
 
 
-def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, minimum: int = MIN_PARALLEL) -> None:
+def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, minimum: int = MIN_PARALLEL,
+          keys: Sequence[keypool.Request] = ()) -> None:
     """Begin issuing these clients in the helper process, without waiting (see pki.issuing),
-    if they cost at least `minimum` EC clients; a start already made stands."""
+    if they cost at least `minimum` EC clients; a start already made stands. The helper first
+    derives `keys` and offers them, with its CA's key, to pki.keypool."""
     global _started
     if _started is not None or sum(cost(c) for c in clients) < minimum:
         return
     state = Issuing()
-    job = f"issue {encode_context(seed, ca)}"
+    job = f"issue {encode_context(seed, ca, keys)}"
     queue = SharedQueue.start(clients, results=state.from_helper, encode=encode_client, decode=answer_der,
                               ahead=_AHEAD, batch=_BATCH, preamble=(job, state.check_preamble))
     if queue is not None:
@@ -170,8 +188,16 @@ def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
         from pki.revocation import rsa_requests
 
         keypool.start(rsa_requests(seed, spec))
-    start(seed, ca_definition(spec), spec.active_clients)
-    sharedqueue.release_spare()  # a helper started ahead of need that neither took
+    # The issuing helper derives its CA's key anyway; it offers it, and derives the server's too
+    # (~30 ms each) while this process loads Pulumi, so the program derives neither.
+    start(seed, ca_definition(spec), spec.active_clients, keys=keypool.server_key_requests(seed, spec))
+    if not started() and sharedqueue.has_spare():
+        # Too few clients to share, but a helper is running already: it derives the CA's and the
+        # server's keys instead (their labels need cryptography, which the program loads next).
+        from pki.revocation import rsa_requests
+
+        keypool.start(rsa_requests(seed, spec), minimum=1)
+    sharedqueue.release_spare()  # a helper started ahead of need that nobody took
     return keypool.started() or started()
 
 

@@ -31,7 +31,7 @@ from pki.revocation import certificate_authority
 
 def authority(context: str) -> CertificateAuthority:
     """The CA a helper issues with, from its job (pki.headstart.encode_context)."""
-    seed, ca = headstart.decode_context(context)
+    seed, ca, _ = headstart.decode_context(context)
     return certificate_authority(seed, ca.subject, ca.validity, ca.generation, ca.revoked, ca.key_type)
 
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
+from pki.errors import PkiError
+from pki.model import KeyType, PkiSpec
+from pki.seed import Label, Seed, det_keygen_seed, server_key_label
 from pki.sharedqueue import SharedQueue
 
 if TYPE_CHECKING:
@@ -31,11 +34,33 @@ _AHEAD: Final = 2  # keys handed to the helper before it asks: it never waits on
 
 Request = tuple[bytes, int]  # (det-keygen seed, bits)
 _CACHE: dict[Request, rsa.RSAPrivateKey] = {}
+# Keys a helper derived unasked (pki.headstart's issuing helper: the CA's, which it needs itself,
+# and the server's), as PKCS#8 DER: loaded when first asked for, so offering one costs nothing.
+_OFFERED: dict[Request, bytes] = {}
+
+
+def rsa_request(seed: Seed, label: Label, bits: int) -> tuple[bytes, int]:
+    """What pki.keypool needs to derive (or prefetch) one RSA key."""
+    if bits not in (2048, 3072, 4096):
+        raise PkiError(f"RSA key size {bits} is not supported; allowed: 2048, 3072, 4096")
+    return det_keygen_seed(seed, KeyType.rsa(bits, setting="RSA key size"), label), bits
+
+
+def server_key_requests(seed: Seed, spec: PkiSpec) -> list[Request]:
+    """The server certificate's RSA key, unless the stack brings its own certificate."""
+    server = spec.server
+    if server.operator is not None or not server.key_type.is_rsa:
+        return []
+    return [rsa_request(seed, server_key_label(server.generation), server.key_type.rsa_bits)]
 
 
 def rsa_key(dk_seed: bytes, bits: int) -> rsa.RSAPrivateKey:
     request = (dk_seed, bits)
     key = _CACHE.get(request)
+    if key is None and (offered := _OFFERED.pop(request, None)) is not None:
+        key = _load(offered, request)
+        if key is not None:
+            _CACHE[request] = key
     if key is None and _pool is not None:
         key = _pool.wait_for(request)
     if key is None:
@@ -51,24 +76,42 @@ def _encode(request: Request) -> str:
 
 
 def _decode(line: str, request: Request) -> rsa.RSAPrivateKey | None:
+    return _load(bytes.fromhex(line), request)
+
+
+def _load(der: bytes, request: Request) -> rsa.RSAPrivateKey | None:
+    """A helper's key, if it is an RSA key of the size asked for. Not OpenSSL's key check: it
+    re-tests both primes (ms per key), which det-keygen did."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-    key = load_der_private_key(bytes.fromhex(line), None, unsafe_skip_rsa_key_validation=True)
+    try:
+        key = load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
     return key if isinstance(key, rsa.RSAPrivateKey) and key.key_size == request[1] else None
+
+
+def offer(request: Request, der: bytes) -> None:
+    """A key a helper derived unasked (PKCS#8 DER), used if this process asks for it (`rsa_key`)
+    before it has the key from elsewhere; one that does not load as the size asked for is dropped."""
+    if request not in _CACHE:
+        _OFFERED[request] = der
 
 
 _pool: SharedQueue[Request, rsa.RSAPrivateKey] | None = None
 
 
-def start(requests: Iterable[Request]) -> None:
-    """Begin deriving these keys in the helper process, without waiting (see `prefetch`)."""
+def start(requests: Iterable[Request], *, minimum: int = MIN_PARALLEL) -> None:
+    """Begin deriving these keys in the helper process, without waiting (see `prefetch`), if at
+    least `minimum` are not cached or offered yet (1: a prespawned helper is there anyway)."""
     global _pool
-    todo = sorted({r for r in requests if r not in _CACHE}, key=lambda r: (-r[1], r[0]))
+    todo = sorted({r for r in requests if r not in _CACHE and r not in _OFFERED}, key=lambda r: (-r[1], r[0]))
     if _pool is not None:
         _pool.add(todo)
         return
-    if len(todo) >= MIN_PARALLEL:  # else derived lazily, in this process
+    if todo and len(todo) >= minimum:  # else derived lazily, in this process
         _pool = SharedQueue.start(todo, results=_CACHE, encode=_encode, decode=_decode, ahead=_AHEAD,
                                   preamble=("keys", None))
 

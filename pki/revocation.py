@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from cryptography import x509
 
 from pki.authority import CertificateAuthority, ca_label
-from pki.derive import rsa_request
 from pki.errors import PkiError
+from pki.keypool import rsa_request, server_key_requests
 from pki.model import ClientSpec, KeyType, PkiSpec, Revocation, Subject, Validity, start_of_day
 from pki.seed import Seed
 
@@ -125,7 +125,4 @@ def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
         labels += retired_labels(spec.ca_generation, names)
         requests += [rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type, g, r),
                                  spec.ca_key_type.rsa_bits) for g, r in labels]
-    server = spec.server
-    if server.operator is None and server.key_type.is_rsa:
-        requests.append(rsa_request(seed, ("server", server.generation), server.key_type.rsa_bits))
-    return requests
+    return requests + server_key_requests(seed, spec)

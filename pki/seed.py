@@ -12,6 +12,7 @@ import string
 from typing import Final
 
 from pki.errors import PkiError
+from pki.model import KeyType
 
 SEED_BYTES: Final = 32
 _DOMAIN: Final = b"slb-mtls/pki/v1"
@@ -103,3 +104,17 @@ class Seed:
         """A short derived value: HKDF-SHA256 (RFC 5869) of the seed, salt `_DOMAIN`, info the
         encoded label; e.g. det-keygen seeds and serial numbers."""
         return hkdf_expand(self._prk, _encode_label(label), length)
+
+
+def det_keygen_seed(seed: Seed, key_type: KeyType, label: Label) -> bytes:
+    """The C2SP det-keygen seed of one key: HKDF-SHA256 of the stack seed for the key's label.
+
+    `python -m pki keygen --seed-hex <this> --type <key type>` (or any det-keygen implementation)
+    re-derives the key from it. The key type is part of the label, so an RSA and an EC key never
+    share a seed."""
+    return seed.digest(("det-keygen", key_type.value, *label))
+
+
+def server_key_label(generation: int) -> Label:
+    """The label of the server certificate's key (pki.authority; derived ahead by pki.headstart)."""
+    return ("server", generation)

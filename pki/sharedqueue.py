@@ -51,6 +51,11 @@ def prespawn() -> None:
         atexit.register(release_spare)
 
 
+def has_spare() -> bool:
+    """Whether a prespawned helper is waiting for work."""
+    return _spare is not None and _spare.poll() is None
+
+
 def release_spare() -> None:
     """End a prespawned helper nobody took."""
     global _spare

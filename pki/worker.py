@@ -25,7 +25,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 
-from pki import detkeygen
+from pki import detkeygen, keypool
 from pki.derive import pkcs8_der
 
 
@@ -81,11 +81,16 @@ def derive_keys(channel: _Channel, requests: Iterator[str]) -> None:
 
 
 def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> None:
-    from pki.headstart import decode_client
+    from pki.headstart import decode_client, decode_context
     from pki.issuing import authority as issuing_authority  # at start-up under --preload
 
     authority = issuing_authority(context)
-    channel.answer(authority.issued.fingerprint)
+    # its CA's key and the keys asked for, offered to its parent (pki.headstart), before any client
+    offers = [(keypool.rsa_request(authority.seed, authority.label, authority.key_type.rsa_bits),
+               authority.private_key)]
+    offers += [((dk_seed, bits), detkeygen.rsa_key(dk_seed, bits)) for dk_seed, bits in decode_context(context)[2]]
+    channel.answer(" ".join([authority.issued.fingerprint,
+                             *(f"{bits}:{dk_seed.hex()}:{pkcs8_der(key).hex()}" for (dk_seed, bits), key in offers)]))
     channel.flush()
     for line in requests:
         client = decode_client(line)

@@ -153,8 +153,8 @@ def _session_rsa_keys(tmp_path_factory: pytest.TempPathFactory, pytestconfig: py
         # keys another worker derived are loaded, so the helper process starts only for new ones
         _REAL_PREFETCH(_not_shared(requests))
 
-    def start(requests: Iterable[tuple[bytes, int]]) -> None:  # the offline tools' head start, likewise
-        _REAL_START(_not_shared(requests))
+    def start(requests: Iterable[tuple[bytes, int]], *, minimum: int = keypool.MIN_PARALLEL) -> None:
+        _REAL_START(_not_shared(requests), minimum=minimum)  # the offline tools' head start, likewise
 
     def _not_shared(requests: Iterable[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
         return [r for r in requests if r not in keypool._CACHE and _load_shared(folder, *r) is None]

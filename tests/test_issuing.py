@@ -251,6 +251,97 @@ def test_a_small_plan_starts_no_issuing_helper(monkeypatch: pytest.MonkeyPatch) 
     assert not started
 
 
+@pytest.mark.usefixtures("own_rsa_keys")
+def test_the_helper_offers_its_ca_key_and_the_servers_and_the_plan_derives_neither(
+        monkeypatch: pytest.MonkeyPatch, alone: list[str]) -> None:
+    """The issuing helper derives its CA's key anyway, and the server's before any client: both
+    reach pki.keypool with its first answer, and the program derives neither (~60 ms it spent)."""
+    from pki import detkeygen, keypool
+    from pki.authority import ca_label
+
+    monkeypatch.setattr(keypool, "_CACHE", {})
+    monkeypatch.setattr(keypool, "_OFFERED", {})
+    certificate_authority.cache_clear()  # as in a plan's own process: no CA built yet
+    here: list[tuple[bytes, int]] = []
+    real = detkeygen.rsa_key
+    monkeypatch.setattr(detkeygen, "rsa_key", lambda dk_seed, bits: here.append((dk_seed, bits)) or real(dk_seed, bits))
+    ca_key = keypool.rsa_request(SEED, ca_label(SPEC.subject, SPEC.ca_validity, SPEC.ca_key_type, SPEC.ca_generation,
+                                                SPEC.revoked_names), SPEC.ca_key_type.rsa_bits)
+    server_key, = keypool.server_key_requests(SEED, SPEC)
+    assert start_deriving(SEED, SPEC)
+    _import_pulumi_meanwhile(2)
+    assert set(keypool._OFFERED) == {ca_key, server_key}
+    assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
+    assert ca_key not in here and server_key not in here
+    assert not keypool._OFFERED, "both offers were taken"
+
+
+@pytest.mark.parametrize("keys", [
+    "2048:" + "ab" * 32,  # no key
+    "2048:" + "zz" * 32 + ":3000",  # not hex
+    "2048:" + "ab" * 31 + ":3000",  # a det-keygen seed is 32 bytes
+    "1024:" + "ab" * 32 + ":3000",  # not a size this project derives
+    "2048:" + "ab" * 32 + ":30g0",
+    "2048:" + "ab" * 32 + ":3000 x",
+])
+def test_a_first_answer_with_a_malformed_key_is_refused_whole(monkeypatch: pytest.MonkeyPatch, keys: str) -> None:
+    from pki import keypool
+
+    monkeypatch.setattr(keypool, "_OFFERED", {})
+    state = headstart.Issuing()
+    assert not state.check_preamble("ab" * 32 + " 2048:" + "cd" * 32 + ":3000 " + keys)
+    assert state.ca_fingerprint is None and keypool._OFFERED == {}
+    assert state.check_preamble("ab" * 32 + " 2048:" + "cd" * 32 + ":3000")
+    assert state.ca_fingerprint == "ab" * 32 and list(keypool._OFFERED) == [(bytes.fromhex("cd" * 32), 2048)]
+
+
+@pytest.mark.usefixtures("own_rsa_keys")
+def test_an_offered_key_is_used_only_as_an_rsa_key_of_the_size_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like the key helper's answers: a key that does not load, or is not RSA of that size, is
+    dropped and derived here."""
+    from pki import detkeygen, keypool
+    from pki.derive import pkcs8_der
+
+    monkeypatch.setattr(keypool, "_CACHE", {})
+    monkeypatch.setattr(keypool, "_OFFERED", {})
+    request = keypool.rsa_request(SEED, ("offered",), 2048)
+    right = detkeygen.rsa_key(*request)
+    for wrong in (b"not DER", pkcs8_der(ec.derive_private_key(7, ec.SECP256R1()))):
+        keypool._CACHE.clear()
+        keypool.offer(request, wrong)
+        assert keypool.rsa_key(*request).private_numbers() == right.private_numbers()
+    keypool._CACHE.clear()
+    keypool.offer(request, pkcs8_der(right))
+    monkeypatch.setattr(detkeygen, "rsa_key", None)  # an offered key that loads is not derived again
+    assert keypool.rsa_key(*request).private_numbers() == right.private_numbers()
+    keypool.offer(request, b"not DER")  # once cached, offers are ignored
+    assert not keypool._OFFERED
+
+
+@pytest.mark.usefixtures("own_rsa_keys")
+def test_a_prespawned_helper_derives_a_small_stacks_ca_and_server_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Too few clients to share: the helper started ahead of need derives the CA's and the
+    server's keys instead of being ended unused."""
+    from pki import detkeygen, keypool
+
+    small = spec(clients=(client("edge", key_type=KeyType.EC_P256),))
+    monkeypatch.setattr(keypool, "_CACHE", {})
+    monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "1")
+    expected = _rendered(build_material(SEED, small, today=TODAY))
+    monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
+    monkeypatch.setattr(keypool, "_CACHE", {})
+    here: list[int] = []
+    real = detkeygen.rsa_key
+    monkeypatch.setattr(detkeygen, "rsa_key", lambda dk_seed, bits: here.append(bits) or real(dk_seed, bits))
+    sharedqueue.prespawn()
+    try:
+        assert start_deriving(SEED, small) and keypool.started() and not headstart.started()
+        assert _rendered(build_material(SEED, small, today=TODAY)) == expected
+    finally:
+        stop_deriving()
+    assert len(here) < 2, "this process derived both keys itself"
+
+
 def test_rsa_clients_go_to_the_helper_keys_and_certificates_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """A plan of RSA clients: the helper derives their keys and issues their certificates (keys
     the plan checks against the certificates), so issuing is no phase of its own on one core; the
