@@ -12,7 +12,9 @@ threads would not help. The helper builds the same CA and issues from the front 
 
 The helper needs the stack seed (client keys and serials are derived from it): it arrives on the
 helper's stdin, never in its environment or command line, and the helper writes only to this
-process's pipe. Its first answer is its CA certificate's fingerprint.
+process's pipe. Its first answer is its CA certificate's fingerprint, its CA's key and the keys it
+was asked for (`Issuing.check_preamble`): keys go to pki.keypool only for requests this process
+named, and are trusted as the key helper's are (an RSA key of the size asked for).
 """
 
 from __future__ import annotations
@@ -61,31 +63,41 @@ def cost(client: ClientSpec) -> int:
     return _RSA_CLIENT_COST[client.key_type.rsa_bits]
 
 
+_HEX: Final = frozenset("0123456789abcdef")
+
+
+def _offer(text: str) -> tuple[keypool.Request, bytes] | None:
+    """BITS:DET-KEYGEN-SEED-HEX:PKCS8-DER-HEX, or None if it is not that."""
+    bits, dk_seed, der_hex = text.split(":") if text.count(":") == 2 else ("", "", "")
+    if bits not in ("2048", "3072", "4096") or len(dk_seed) != 64 or not _HEX.issuperset(dk_seed + der_hex):
+        return None
+    return (bytes.fromhex(dk_seed), int(bits)), bytes.fromhex(der_hex)
+
+
 @dataclass(eq=False)
 class Issuing:
-    """Clients being issued by a helper: its CA's fingerprint once it said, its answers as they come."""
+    """Clients being issued by a helper: its CA's fingerprint and key once it said, the other keys
+    it was asked for (`start`'s `keys`), its answers as they come."""
 
+    asked: frozenset[keypool.Request] = frozenset()
     ca_fingerprint: str | None = None  # the helper's CA, once it said
+    ca_key: tuple[keypool.Request, bytes] | None = None  # (its det-keygen request, PKCS#8 DER)
     from_helper: dict[ClientSpec, tuple[bytes, bytes | None]] = field(default_factory=dict)  # DER answers
     queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] = field(init=False)
 
     def check_preamble(self, line: str) -> bool:
-        """The helper's CA certificate's fingerprint (SHA-256 hex), then the RSA keys it derived
-        before any client (its CA's, and those it was asked for: `start`'s `keys`), each as
-        BITS:DET-KEYGEN-SEED-HEX:PKCS8-DER-HEX, offered to pki.keypool."""
+        """The helper's CA certificate's fingerprint (SHA-256 hex), its CA's key, then each key it
+        was asked for, each key as `_offer` reads it. The keys asked for are offered to pki.keypool
+        at once; the CA's only once this process names the request it wants it for (`offer_ca_key`):
+        a helper never places a key where nobody asked for one (a retired CA's, say)."""
         fingerprint, *keys = line.split(" ")
-        if len(fingerprint) != 64 or fingerprint.strip("0123456789abcdef"):
+        if len(fingerprint) != 64 or not _HEX.issuperset(fingerprint) or not keys:
             return False
-        offers: list[tuple[keypool.Request, bytes]] = []
-        for key in keys:
-            bits, dk_seed, der_hex = key.split(":") if key.count(":") == 2 else ("", "", "")
-            if bits not in ("2048", "3072", "4096") or len(dk_seed) != 64:
-                return False
-            try:
-                offers.append(((bytes.fromhex(dk_seed), int(bits)), bytes.fromhex(der_hex)))
-            except ValueError:
-                return False
-        for request, der in offers:
+        offers = [_offer(key) for key in keys]
+        if None in offers or {offer[0] for offer in offers[1:] if offer} != self.asked:
+            return False
+        self.ca_key = offers[0]
+        for request, der in (offer for offer in offers[1:] if offer):
             keypool.offer(request, der)
         self.ca_fingerprint = fingerprint
         return True
@@ -144,7 +156,7 @@ def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, minimum: i
     global _started
     if _started is not None or sum(cost(c) for c in clients) < minimum:
         return
-    state = Issuing()
+    state = Issuing(frozenset(keys))
     job = f"issue {encode_context(seed, ca, keys)}"
     queue = SharedQueue.start(clients, results=state.from_helper, encode=encode_client, decode=answer_der,
                               ahead=_AHEAD, batch=_BATCH, preamble=(job, state.check_preamble))
@@ -156,6 +168,14 @@ def start(seed: Seed, ca: CaDefinition, clients: list[ClientSpec], *, minimum: i
 def started() -> bool:
     """Whether a helper is issuing clients (`start` found enough to share)."""
     return _started is not None
+
+
+def offer_ca_key(request: keypool.Request) -> None:
+    """The helper's CA key, to pki.keypool, if the helper derived it for `request` (the caller's
+    own det-keygen request for the CA it is about to build)."""
+    state = _started
+    if state is not None and state.ca_key is not None and state.ca_key[0] == request:
+        keypool.offer(*state.ca_key)
 
 
 def take() -> Issuing | None:
@@ -189,8 +209,10 @@ def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
 
         keypool.start(rsa_requests(seed, spec))
     # The issuing helper derives its CA's key anyway; it offers it, and derives the server's too
-    # (~30 ms each) while this process loads Pulumi, so the program derives neither.
-    start(seed, ca_definition(spec), spec.active_clients, keys=keypool.server_key_requests(seed, spec))
+    # (~30 ms each) while this process loads Pulumi: the program derives neither if they are back
+    # when it asks (else it derives them itself; nothing waits). Not when the key helper has them.
+    server_keys = [] if keypool.started() else keypool.server_key_requests(seed, spec)
+    start(seed, ca_definition(spec), spec.active_clients, keys=server_keys)
     if not started() and sharedqueue.has_spare():
         # Too few clients to share, but a helper is running already: it derives the CA's and the
         # server's keys instead (their labels need cryptography, which the program loads next).
@@ -204,3 +226,4 @@ def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
 def stop_deriving() -> None:
     keypool.cancel()
     cancel()
+    keypool.drop_offers()  # the plan is made: no key DER left behind

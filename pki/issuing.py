@@ -6,8 +6,9 @@ from the front of a shared queue while this process issues from the back (pki.sh
 and certificates together, so no phase of a plan runs on one core only. Started early (the offline
 tools start it before they load cryptography and Pulumi), it has usually issued most of them
 before the program asks. Its certificates are used only when its CA certificate's fingerprint is
-the one of the CA this process built, and each with a key of the kind asked for that matches it,
-so plans stay byte-identical whoever issued what.
+the one of the CA this process built (from the same definition; its key may be the helper's,
+pki.headstart.offer_ca_key), and each with a key of the kind asked for that matches it, so plans
+stay byte-identical whoever issued what.
 """
 
 from __future__ import annotations

@@ -136,6 +136,10 @@ def prefetch(requests: Iterable[Request]) -> None:
             pool.close(kill=True)  # already closed, unless finishing raised
 
 
+def drop_offers() -> None:
+    _OFFERED.clear()
+
+
 def cancel() -> None:
     """Stop a `start()` nobody will finish (e.g. the plan failed before it needed the keys)."""
     global _pool

@@ -9,9 +9,10 @@ whatever it did not deliver.
 
 - "keys": requests "BITS SEED-HEX" (det-keygen seeds only); answers the PKCS#8 DER (hex) of
   det-keygen's RSA key.
-- "issue CONTEXT" (JSON: the stack seed and the CA's definition; see pki.headstart.encode_context):
-  answers its CA certificate's SHA-256 fingerprint (hex) at once; requests are clients (JSON),
-  answers "CERT-DER-HEX KEY-DER-HEX" (the key as PKCS#8; "-" for a certificate made from a CSR).
+- "issue CONTEXT" (JSON: the stack seed, the CA's definition and other RSA keys to derive; see
+  pki.headstart.encode_context): answers first its CA certificate's SHA-256 fingerprint (hex),
+  its CA's key and those keys (`first_answer`); requests are clients (JSON), answers
+  "CERT-DER-HEX KEY-DER-HEX" (the key as PKCS#8; "-" for a certificate made from a CSR).
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ import threading
 import time
 from collections.abc import Iterator
 from queue import SimpleQueue
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives import serialization
 
 from pki import detkeygen, keypool
 from pki.derive import pkcs8_der
+
+if TYPE_CHECKING:
+    from pki.authority import CertificateAuthority
 
 
 class _Channel:
@@ -80,17 +84,24 @@ def derive_keys(channel: _Channel, requests: Iterator[str]) -> None:
         channel.flush()  # each key is tens of milliseconds of work: its parent may be waiting for it
 
 
-def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> None:
-    from pki.headstart import decode_client, decode_context
-    from pki.issuing import authority as issuing_authority  # at start-up under --preload
+def first_answer(authority: CertificateAuthority, context: str) -> str:
+    """Before any client: its CA certificate's fingerprint, its CA's key, then the keys its job
+    asks for, derived now (pki.headstart.Issuing.check_preamble reads it)."""
+    from pki.headstart import decode_context
 
-    authority = issuing_authority(context)
-    # its CA's key and the keys asked for, offered to its parent (pki.headstart), before any client
     offers = [(keypool.rsa_request(authority.seed, authority.label, authority.key_type.rsa_bits),
                authority.private_key)]
     offers += [((dk_seed, bits), detkeygen.rsa_key(dk_seed, bits)) for dk_seed, bits in decode_context(context)[2]]
-    channel.answer(" ".join([authority.issued.fingerprint,
-                             *(f"{bits}:{dk_seed.hex()}:{pkcs8_der(key).hex()}" for (dk_seed, bits), key in offers)]))
+    return " ".join([authority.issued.fingerprint,
+                     *(f"{bits}:{dk_seed.hex()}:{pkcs8_der(key).hex()}" for (dk_seed, bits), key in offers)])
+
+
+def issue_clients(context: str, channel: _Channel, requests: Iterator[str]) -> None:
+    from pki.headstart import decode_client
+    from pki.issuing import authority as issuing_authority  # at start-up under --preload
+
+    authority = issuing_authority(context)
+    channel.answer(first_answer(authority, context))
     channel.flush()
     for line in requests:
         client = decode_client(line)

@@ -396,8 +396,20 @@ _ACCEPTED: dict[bytes, StackConfig] = {}
 _ACCEPTED_KEPT: Final = 4
 
 
+def _text_keys_only(value: object) -> bool:
+    """JSON would write the keys True, 1 and None as "true", "1" and "null": such values are
+    validated every time, never mistaken for the text keys validation treats differently."""
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _text_keys_only(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_text_keys_only(v) for v in value)
+    return True
+
+
 def _inputs_digest(raw: Mapping[str, Any], region: object, project: str, stack: str, secrets: StackSecrets,
                    on: dt.date) -> bytes | None:
+    if not _text_keys_only(raw):
+        return None
     try:
         text = json.dumps([raw, region, project, stack, secrets.effective(), on.isoformat()], sort_keys=True,
                           allow_nan=False)

@@ -176,6 +176,7 @@ _REAL_ISSUING_START = headstart.start
 @pytest.fixture(autouse=True)
 def _no_issuing_helper(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(headstart, "start", lambda *args, **kwargs: None)
+    monkeypatch.setattr(keypool, "_OFFERED", {})  # no helper's key offered in one test is left for the next
 
 
 @pytest.fixture

@@ -331,8 +331,15 @@ def test_the_same_values_are_validated_once(monkeypatch: pytest.MonkeyPatch) -> 
         with contextlib.suppress(ConfigError):
             parse_stack_config(values, region, project="slb-mtls", stack=stack, secrets=secrets, today=today)
     assert len(validated) == 1 + len(variants)
+    # keys JSON writes alike ("true" and True): a text key is accepted, the others refused, every time
+    for key in ("true", True, "1", 1, "null", None):
+        tagged = {**raw, "loadBalancer": {**raw["loadBalancer"], "tags": {key: "v"}}}
+        with contextlib.nullcontext() if isinstance(key, str) else pytest.raises(ConfigError, match=r"tags"):
+            parse_stack_config(tagged, "cn-hangzhou", project="slb-mtls", stack="dev", secrets=GOOD_SECRETS,
+                               today=TODAY)
+    assert len(validated) == 1 + len(variants) + 6
     refused = StackSecrets(seed=TEST_SEED, seed_is_secret=False)
     for _ in range(2):
         with pytest.raises(ConfigError, match="stored in plain text"):
             parse_stack_config(raw, "cn-hangzhou", project="slb-mtls", stack="dev", secrets=refused, today=TODAY)
-    assert len(validated) == 1 + len(variants) + 2
+    assert len(validated) == 1 + len(variants) + 6 + 2

@@ -161,7 +161,7 @@ _WORKER = ("import itertools, json, sys\nfrom pki import worker\n"
 _WRONG_RSA_KEYS = (_WORKER + "from cryptography.hazmat.primitives import serialization\n"
                    "from cryptography.hazmat.primitives.asymmetric import ec, rsa\n"
                    "from pki.headstart import decode_client\nfrom pki.issuing import authority\n"
-                   "ca = authority(context)\nchannel.answer(ca.issued.fingerprint)\n"
+                   "ca = authority(context)\nchannel.answer(worker.first_answer(ca, context))\n"
                    "other = OTHER\n"
                    "for line in requests:\n"
                    "    spec = decode_client(line)\n    issued = ca.issue_client(spec)\n"
@@ -270,29 +270,42 @@ def test_the_helper_offers_its_ca_key_and_the_servers_and_the_plan_derives_neith
     server_key, = keypool.server_key_requests(SEED, SPEC)
     assert start_deriving(SEED, SPEC)
     _import_pulumi_meanwhile(2)
-    assert set(keypool._OFFERED) == {ca_key, server_key}
+    state = headstart._started
+    assert state is not None and state.ca_key is not None and state.ca_key[0] == ca_key
+    assert set(keypool._OFFERED) == {server_key}, "the CA's key is offered once the program names its request"
     assert _rendered(build_material(SEED, SPEC, today=TODAY)) == alone
     assert ca_key not in here and server_key not in here
     assert not keypool._OFFERED, "both offers were taken"
 
 
+_FINGERPRINT, _CA, _ASKED = "ab" * 32, "2048:" + "cd" * 32 + ":3000", "2048:" + "ef" * 32 + ":3001"
+
+
 @pytest.mark.parametrize("keys", [
-    "2048:" + "ab" * 32,  # no key
-    "2048:" + "zz" * 32 + ":3000",  # not hex
-    "2048:" + "ab" * 31 + ":3000",  # a det-keygen seed is 32 bytes
-    "1024:" + "ab" * 32 + ":3000",  # not a size this project derives
-    "2048:" + "ab" * 32 + ":30g0",
-    "2048:" + "ab" * 32 + ":3000 x",
+    [_CA],  # the key asked for is missing
+    [_CA, _ASKED, "2048:" + "01" * 32 + ":3002"],  # a key nobody asked for (a retired CA's, say)
+    [_ASKED.replace("2048", "1024")],  # not a size this project derives
+    [_CA, "2048:" + "ef" * 32],  # no key
+    [_CA, "2048:" + "zz" * 32 + ":3000"],  # not hex
+    [_CA, "2048:" + "ef" * 31 + ":3000"],  # a det-keygen seed is 64 hex digits
+    [_CA, "2048:" + "ef" * 31 + "\t e:3000"],
+    [_CA, _ASKED.replace(":3001", ":30g1")],
+    [_CA, _ASKED.upper()],
 ])
-def test_a_first_answer_with_a_malformed_key_is_refused_whole(monkeypatch: pytest.MonkeyPatch, keys: str) -> None:
+def test_a_first_answer_with_a_malformed_or_unasked_key_is_refused_whole(monkeypatch: pytest.MonkeyPatch,
+                                                                        keys: list[str]) -> None:
+    """The helper's first answer: its CA's fingerprint, its CA's key, then exactly the keys it was
+    asked for. Anything else and nothing is offered: the helper is not trusted with the rest."""
     from pki import keypool
 
     monkeypatch.setattr(keypool, "_OFFERED", {})
-    state = headstart.Issuing()
-    assert not state.check_preamble("ab" * 32 + " 2048:" + "cd" * 32 + ":3000 " + keys)
-    assert state.ca_fingerprint is None and keypool._OFFERED == {}
-    assert state.check_preamble("ab" * 32 + " 2048:" + "cd" * 32 + ":3000")
-    assert state.ca_fingerprint == "ab" * 32 and list(keypool._OFFERED) == [(bytes.fromhex("cd" * 32), 2048)]
+    asked = frozenset({(bytes.fromhex("ef" * 32), 2048)})
+    state = headstart.Issuing(asked)
+    assert not state.check_preamble(" ".join([_FINGERPRINT, *keys]))
+    assert state.ca_fingerprint is None and state.ca_key is None and keypool._OFFERED == {}
+    assert state.check_preamble(" ".join([_FINGERPRINT, _CA, _ASKED]))
+    assert state.ca_fingerprint == _FINGERPRINT and list(keypool._OFFERED) == list(asked)
+    assert state.ca_key == ((bytes.fromhex("cd" * 32), 2048), bytes.fromhex("3000"))
 
 
 @pytest.mark.usefixtures("own_rsa_keys")
@@ -330,6 +343,7 @@ def test_a_prespawned_helper_derives_a_small_stacks_ca_and_server_keys(monkeypat
     expected = _rendered(build_material(SEED, small, today=TODAY))
     monkeypatch.setenv("SLB_MTLS_PKI_WORKERS", "2")
     monkeypatch.setattr(keypool, "_CACHE", {})
+    certificate_authority.cache_clear()  # as in a plan's own process: no CA built yet
     here: list[int] = []
     real = detkeygen.rsa_key
     monkeypatch.setattr(detkeygen, "rsa_key", lambda dk_seed, bits: here.append(bits) or real(dk_seed, bits))
@@ -339,7 +353,7 @@ def test_a_prespawned_helper_derives_a_small_stacks_ca_and_server_keys(monkeypat
         assert _rendered(build_material(SEED, small, today=TODAY)) == expected
     finally:
         stop_deriving()
-    assert len(here) < 2, "this process derived both keys itself"
+    assert not here, "this process derived a key itself"
 
 
 def test_rsa_clients_go_to_the_helper_keys_and_certificates_together(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -588,7 +602,7 @@ def test_an_answer_never_waits_behind_an_rsa_key(tmp_path: Any, mode: str) -> No
 # the end of the PKCS#8, stays the certificate's)
 _FORGED_EC_SCALARS = (_WORKER + "from cryptography.hazmat.primitives import serialization\n"
                       "from pki.headstart import decode_client\nfrom pki.issuing import authority\n"
-                      "ca = authority(context)\nchannel.answer(ca.issued.fingerprint)\n"
+                      "ca = authority(context)\nchannel.answer(worker.first_answer(ca, context))\n"
                       "for line in requests:\n"
                       "    spec = decode_client(line)\n    issued = ca.issue_client(spec)\n"
                       "    cert = issued.certificate.public_bytes(serialization.Encoding.DER).hex()\n"
