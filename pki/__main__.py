@@ -1,7 +1,7 @@
 """`python -m pki keygen --seed-hex HEX --type rsa-2048|rsa-3072|rsa-4096|ec-p256`: the C2SP
 det-keygen key for exactly that seed, as unencrypted PKCS#8 PEM on stdout.
 
-With the seed of one of the stack's keys (pki.derive.det_keygen_seed) this re-derives that key, so
+With the seed of one of the stack's keys (pki.seed.det_keygen_seed) this re-derives that key, so
 a reviewer can check a derived key against any other det-keygen implementation."""
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Deterministic key material: every key and serial is a pure function of (seed, label).
 
-A label names what is derived (role, name, generation, ...). HKDF-SHA256 turns (seed, label) into
-32 bytes that are the C2SP det-keygen seed of that one key (pki/detkeygen.py), so no two labels
-share randomness, the same label always yields the same key, and anyone holding the 32 bytes can
-check the key with another det-keygen implementation.
+pki.seed turns (seed, label) into the 32-byte C2SP det-keygen seed of that one key; here it
+becomes the key (pki/detkeygen.py; RSA ones through pki.keypool's cache), so the same label always
+yields the same key and anyone holding the 32 bytes can check the key with another det-keygen
+implementation.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 The offline tools read a stack's config, turn it into a `PkiSpec` and call `start_deriving` with
 only the standard library, pydantic and PyYAML loaded: the helper (pki.worker, started at once by
 pki.sharedqueue.prespawn and loading cryptography meanwhile) begins issuing clients sooner
-than if this process loaded cryptography first (~0.1 s here). Nothing here imports it; a test holds this.
+than if this process loaded cryptography first (~0.1 s here). This module does not import it, and
+for a CA without history nor does `start_deriving` (a test holds it); a CA with history needs
+x509 names for its retired CAs' keys, and loads it first.
 
 Client certificates: each costs one RSA signature by the CA (~1 ms here; CLB takes only RSA CAs),
 and an RSA client's det-keygen key ~30 times that; cryptography holds the GIL while signing, so
@@ -69,7 +71,8 @@ _HEX: Final = frozenset("0123456789abcdef")
 def _offer(text: str) -> tuple[keypool.Request, bytes] | None:
     """BITS:DET-KEYGEN-SEED-HEX:PKCS8-DER-HEX, or None if it is not that."""
     bits, dk_seed, der_hex = text.split(":") if text.count(":") == 2 else ("", "", "")
-    if bits not in ("2048", "3072", "4096") or len(dk_seed) != 64 or not _HEX.issuperset(dk_seed + der_hex):
+    if (bits not in ("2048", "3072", "4096") or len(dk_seed) != 64 or len(der_hex) % 2
+            or not _HEX.issuperset(dk_seed + der_hex)):
         return None
     return (bytes.fromhex(dk_seed), int(bits)), bytes.fromhex(der_hex)
 
@@ -81,9 +84,10 @@ class Issuing:
 
     asked: frozenset[keypool.Request] = frozenset()
     ca_fingerprint: str | None = None  # the helper's CA, once it said
-    ca_key: tuple[keypool.Request, bytes] | None = None  # (its det-keygen request, PKCS#8 DER)
-    from_helper: dict[ClientSpec, tuple[bytes, bytes | None]] = field(default_factory=dict)  # DER answers
-    queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] = field(init=False)
+    # private keys: never in a repr (an assertion's message, say)
+    ca_key: tuple[keypool.Request, bytes] | None = field(default=None, repr=False)  # (its request, PKCS#8 DER)
+    from_helper: dict[ClientSpec, tuple[bytes, bytes | None]] = field(default_factory=dict, repr=False)
+    queue: SharedQueue[ClientSpec, tuple[bytes, bytes | None]] = field(init=False, repr=False)
 
     def check_preamble(self, line: str) -> bool:
         """The helper's CA certificate's fingerprint (SHA-256 hex), its CA's key, then each key it
@@ -201,13 +205,15 @@ def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
     """Begin deriving the spec's CA and server keys and issuing its clients on a second core, and
     return at once (whether a helper took work), for a caller with other start-up work to do first;
     pki.material.build_material finishes the job (`stop_deriving` drops it)."""
+    requests: list[keypool.Request] | None = None  # the CA epochs' and the server's keys, once worked out
     if spec.revocations or spec.ca_generation > 1:
         # A CA history: the retired CAs' keys too, maybe enough to share (pki.keypool). Their
         # labels need x509 names, so cryptography; without a history there are two RSA keys
         # (the CA's and the server's), never enough, and nothing waits for cryptography.
         from pki.revocation import rsa_requests
 
-        keypool.start(rsa_requests(seed, spec))
+        requests = rsa_requests(seed, spec)
+        keypool.start(requests)
     # The issuing helper derives its CA's key anyway; it offers it, and derives the server's too
     # (~30 ms each) while this process loads Pulumi: the program derives neither if they are back
     # when it asks (else it derives them itself; nothing waits). Not when the key helper has them.
@@ -218,7 +224,7 @@ def start_deriving(seed: Seed, spec: PkiSpec) -> bool:
         # server's keys instead (their labels need cryptography, which the program loads next).
         from pki.revocation import rsa_requests
 
-        keypool.start(rsa_requests(seed, spec), minimum=1)
+        keypool.start(requests if requests is not None else rsa_requests(seed, spec), minimum=1)
     sharedqueue.release_spare()  # a helper started ahead of need that nobody took
     return keypool.started() or started()
 

@@ -34,8 +34,8 @@ _AHEAD: Final = 2  # keys handed to the helper before it asks: it never waits on
 
 Request = tuple[bytes, int]  # (det-keygen seed, bits)
 _CACHE: dict[Request, rsa.RSAPrivateKey] = {}
-# Keys a helper derived unasked (pki.headstart's issuing helper: the CA's, which it needs itself,
-# and the server's), as PKCS#8 DER: loaded when first asked for, so offering one costs nothing.
+# Keys the issuing helper derived besides its clients (pki.headstart: its CA's, which it needs
+# itself, and the server's), as PKCS#8 DER: loaded when first asked for, so offering costs nothing.
 _OFFERED: dict[Request, bytes] = {}
 
 
@@ -94,7 +94,7 @@ def _load(der: bytes, request: Request) -> rsa.RSAPrivateKey | None:
 
 
 def offer(request: Request, der: bytes) -> None:
-    """A key a helper derived unasked (PKCS#8 DER), used if this process asks for it (`rsa_key`)
+    """A key the issuing helper derived (PKCS#8 DER), used if this process asks for it (`rsa_key`)
     before it has the key from elsewhere; one that does not load as the size asked for is dropped."""
     if request not in _CACHE:
         _OFFERED[request] = der

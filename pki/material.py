@@ -11,13 +11,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pki import headstart, issuing, keypool
-from pki.authority import CertificateAuthority, ca_label
+from pki.authority import CertificateAuthority
 from pki.errors import PkiError
 from pki.issued import Issued
-from pki.keypool import rsa_request
 from pki.model import PkiSpec
 from pki.operator_cert import load_operator_certificate
-from pki.revocation import ca_epochs, retired_fingerprints, revocation_crls, rsa_requests
+from pki.revocation import ca_epochs, ca_key_request, retired_fingerprints, revocation_crls, rsa_requests
 from pki.seed import Seed
 
 
@@ -52,10 +51,8 @@ def build_material(seed: Seed, spec: PkiSpec, *, today: dt.date) -> PkiMaterial:
     # first, so its start-up (~0.3 s) overlaps the CA and server keys being derived here.
     headstart.start(seed, headstart.ca_definition(spec), active, minimum=headstart.MIN_PARALLEL_LATE)
     try:
-        # the head start's helper may have derived this very CA's key (pki.headstart)
-        headstart.offer_ca_key(rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type,
-                                                          spec.ca_generation, spec.revoked_names),
-                                           spec.ca_key_type.rsa_bits))
+        if headstart.started():  # its helper may have derived this very CA's key
+            headstart.offer_ca_key(ca_key_request(seed, spec))
         keypool.prefetch(rsa_requests(seed, spec))
         epochs = ca_epochs(seed, spec.subject, spec.ca_validity, generation=spec.ca_generation,
                            key_type=spec.ca_key_type, revocations=spec.revocations)

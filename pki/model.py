@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from pki.errors import PkiError
@@ -135,8 +135,8 @@ class OperatorCertificate:
     """A purchased server certificate, as PEM text (key unencrypted or with its passphrase)."""
 
     chain_pem: str
-    key_pem: str
-    passphrase: str | None = None
+    key_pem: str = field(repr=False)
+    passphrase: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,12 @@ def revocation_crls(epochs: Sequence[CertificateAuthority], revocations: Sequenc
     return crls
 
 
+def ca_key_request(seed: Seed, spec: PkiSpec) -> tuple[bytes, int]:
+    """The current CA epoch's key, as a pki.keypool request."""
+    return rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type, spec.ca_generation,
+                                      spec.revoked_names), spec.ca_key_type.rsa_bits)
+
+
 def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
     """The RSA keys this spec derives before it issues clients (CA epochs, retired CAs, server),
     as pki.keypool requests: independent of each other, so they can be derived on both cores.

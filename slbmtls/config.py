@@ -390,7 +390,8 @@ class StackSecrets:
 
 # The offline tools validate a stack's config to start their helper, then the program validates the
 # same values again as the engine hands them over (~45 us per client each time): the last few
-# accepted configs are kept, by a digest of everything validation reads. Values the engine would
+# accepted configs are kept, by a digest of everything validation reads (settings in any order,
+# each one's own content in its order: a tags map keeps it). Values the engine would
 # hand over differently (e.g. "443" as a string, which the program decodes) just miss.
 _ACCEPTED: dict[bytes, StackConfig] = {}
 _ACCEPTED_KEPT: Final = 4
@@ -411,7 +412,8 @@ def _inputs_digest(raw: Mapping[str, Any], region: object, project: str, stack: 
     if not _text_keys_only(raw):
         return None
     try:
-        text = json.dumps([raw, region, project, stack, secrets.effective(), on.isoformat()], sort_keys=True,
+        # settings in any order (the engine's is not the file's); inside each, the order given
+        text = json.dumps([sorted(raw.items()), region, project, stack, secrets.effective(), on.isoformat()],
                           allow_nan=False)
     except (TypeError, ValueError):  # not plain JSON values: validated every time
         return None

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pki import CertificateAuthority, KeyType, PkiError, Seed, Validity, build_material
-from pki.derive import derive_ec_p256_key, derive_rsa_key, derive_serial, det_keygen_seed
-from pki.seed import _encode_label, hkdf_expand
+from pki.derive import derive_ec_p256_key, derive_rsa_key, derive_serial
+from pki.seed import _encode_label, det_keygen_seed, hkdf_expand
 
 seeds = st.binary(min_size=32, max_size=32).map(Seed)
 labels = st.tuples(st.sampled_from(["client", "server", "ca"]), st.text(min_size=1, max_size=12),

@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pki import KeyType, PkiError, candidates, detkeygen, libcrypto
-from pki.derive import derive_key, det_keygen_seed
+from pki.derive import derive_key
 from pki.detkeygen import ec_p256_key, rsa_key
+from pki.seed import det_keygen_seed
 
 VECTORS = Path(__file__).parent / "vectors" / "det-keygen"
 RSA = json.loads((VECTORS / "rsa.json").read_text())

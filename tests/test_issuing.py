@@ -257,7 +257,7 @@ def test_the_helper_offers_its_ca_key_and_the_servers_and_the_plan_derives_neith
     """The issuing helper derives its CA's key anyway, and the server's before any client: both
     reach pki.keypool with its first answer, and the program derives neither (~60 ms it spent)."""
     from pki import detkeygen, keypool
-    from pki.authority import ca_label
+    from pki.revocation import ca_key_request
 
     monkeypatch.setattr(keypool, "_CACHE", {})
     monkeypatch.setattr(keypool, "_OFFERED", {})
@@ -265,8 +265,7 @@ def test_the_helper_offers_its_ca_key_and_the_servers_and_the_plan_derives_neith
     here: list[tuple[bytes, int]] = []
     real = detkeygen.rsa_key
     monkeypatch.setattr(detkeygen, "rsa_key", lambda dk_seed, bits: here.append((dk_seed, bits)) or real(dk_seed, bits))
-    ca_key = keypool.rsa_request(SEED, ca_label(SPEC.subject, SPEC.ca_validity, SPEC.ca_key_type, SPEC.ca_generation,
-                                                SPEC.revoked_names), SPEC.ca_key_type.rsa_bits)
+    ca_key = ca_key_request(SEED, SPEC)
     server_key, = keypool.server_key_requests(SEED, SPEC)
     assert start_deriving(SEED, SPEC)
     _import_pulumi_meanwhile(2)
@@ -291,6 +290,7 @@ _FINGERPRINT, _CA, _ASKED = "ab" * 32, "2048:" + "cd" * 32 + ":3000", "2048:" + 
     [_CA, "2048:" + "ef" * 31 + "\t e:3000"],
     [_CA, _ASKED.replace(":3001", ":30g1")],
     [_CA, _ASKED.upper()],
+    [_CA, _ASKED + "0"],  # half a byte
 ])
 def test_a_first_answer_with_a_malformed_or_unasked_key_is_refused_whole(monkeypatch: pytest.MonkeyPatch,
                                                                         keys: list[str]) -> None:
@@ -562,7 +562,7 @@ def test_an_answer_never_waits_behind_an_rsa_key(tmp_path: Any, mode: str) -> No
     """The helper sends what it has finished before it starts on an RSA key (tens of milliseconds,
     more for a big one): its parent may be waiting for that answer. Here the RSA job cannot finish
     until the answers before it have arrived."""
-    from pki.derive import rsa_request
+    from pki.keypool import rsa_request
 
     go = tmp_path / "go"
     ready: dict[str, int] = {}
@@ -711,3 +711,17 @@ def test_a_plan_that_fails_after_starting_its_own_helper_leaves_none_behind(monk
     assert started, "no helper started: the test tests nothing"
     assert all(h.process.poll() is not None for h in started)
     assert not headstart.started()
+
+
+def test_no_private_key_is_in_a_repr() -> None:
+    """The helper's keys, and a brought certificate's key and passphrase, stay out of reprs (an
+    assertion's message, a log line)."""
+    from pki import OperatorCertificate
+
+    state = headstart.Issuing()
+    state.ca_key = ((b"\1" * 32, 2048), b"CA-KEY-DER")
+    state.from_helper[client("x")] = (b"CERT", b"CLIENT-KEY-DER")
+    brought = OperatorCertificate("CHAIN", "-----BEGIN PRIVATE KEY-----", "PASSPHRASE")
+    shown = repr(state) + repr(brought) + repr(spec(server=dataclasses.replace(SPEC.server, operator=brought)))
+    for secret in ("CA-KEY-DER", "CLIENT-KEY-DER", "PRIVATE KEY", "PASSPHRASE"):
+        assert secret not in shown
