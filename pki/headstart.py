@@ -66,12 +66,13 @@ def cost(client: ClientSpec) -> int:
 
 
 _HEX: Final = frozenset("0123456789abcdef")
+_RSA_BITS: Final = frozenset(str(k.rsa_bits) for k in KeyType if k.is_rsa)
 
 
 def _offer(text: str) -> tuple[keypool.Request, bytes] | None:
     """BITS:DET-KEYGEN-SEED-HEX:PKCS8-DER-HEX, or None if it is not that."""
     bits, dk_seed, der_hex = text.split(":") if text.count(":") == 2 else ("", "", "")
-    if (bits not in ("2048", "3072", "4096") or len(dk_seed) != 64 or len(der_hex) % 2
+    if (bits not in _RSA_BITS or len(dk_seed) != 64 or len(der_hex) % 2
             or not _HEX.issuperset(dk_seed + der_hex)):
         return None
     return (bytes.fromhex(dk_seed), int(bits)), bytes.fromhex(der_hex)

@@ -19,9 +19,8 @@ from typing import Final
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-from pki import headstart
+from pki import headstart, keypool
 from pki.authority import CertificateAuthority
 from pki.derive import PrivateKey
 from pki.errors import PkiError
@@ -57,9 +56,7 @@ def _p256_public_point(cert_der: bytes) -> bytes | None:
 def _matching_key(key_der: bytes, certificate: x509.Certificate, client: ClientSpec) -> PrivateKey | None:
     """The helper's key for this client, if it is of the kind asked for and the certificate's."""
     try:
-        # Not OpenSSL's RSA key check: it re-tests both primes (ms per key), which det-keygen did.
-        # (An EC key is checked on load: cryptography refuses one whose point is not its scalar's.)
-        key = load_der_private_key(key_der, None, unsafe_skip_rsa_key_validation=True)
+        key = keypool.load_key(key_der)
         if isinstance(key, rsa.RSAPrivateKey):
             wanted = client.key_type.is_rsa and key.key_size == client.key_type.rsa_bits
         elif isinstance(key, ec.EllipticCurvePrivateKey):
@@ -67,7 +64,7 @@ def _matching_key(key_der: bytes, certificate: x509.Certificate, client: ClientS
         else:
             return None
         return key if wanted and key.public_key() == certificate.public_key() else None
-    except (ValueError, TypeError, UnsupportedAlgorithm):  # not DER, or not a key this asks for
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # a certificate key cryptography cannot read
         return None
 
 

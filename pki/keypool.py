@@ -25,6 +25,7 @@ from pki.sharedqueue import SharedQueue
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 # Light to import (a head start may run before cryptography is loaded, pki.headstart): what derives
 # or loads a key imports cryptography and pki.detkeygen when first used.
@@ -79,17 +80,24 @@ def _decode(line: str, request: Request) -> rsa.RSAPrivateKey | None:
     return _load(bytes.fromhex(line), request)
 
 
-def _load(der: bytes, request: Request) -> rsa.RSAPrivateKey | None:
-    """A helper's key, if it is an RSA key of the size asked for. Not OpenSSL's key check: it
-    re-tests both primes (ms per key), which det-keygen did."""
+def load_key(der: bytes) -> PrivateKeyTypes | None:
+    """A private key a helper sent (PKCS#8 DER), or None if it does not load. Not OpenSSL's RSA key
+    check: it re-tests both primes (ms per key), which det-keygen did. (An EC key is checked on
+    load: cryptography refuses one whose point is not its scalar's.)"""
     from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_der_private_key
 
     try:
-        key = load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
+        return load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
+
+
+def _load(der: bytes, request: Request) -> rsa.RSAPrivateKey | None:
+    """A helper's key, if it is an RSA key of the size asked for."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = load_key(der)
     return key if isinstance(key, rsa.RSAPrivateKey) and key.key_size == request[1] else None
 
 

@@ -114,10 +114,13 @@ def revocation_crls(epochs: Sequence[CertificateAuthority], revocations: Sequenc
     return crls
 
 
-def ca_key_request(seed: Seed, spec: PkiSpec) -> tuple[bytes, int]:
-    """The current CA epoch's key, as a pki.keypool request."""
-    return rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type, spec.ca_generation,
-                                      spec.revoked_names), spec.ca_key_type.rsa_bits)
+def ca_key_request(seed: Seed, spec: PkiSpec, generation: int | None = None,
+                   revoked: tuple[str, ...] | None = None) -> tuple[bytes, int]:
+    """A CA epoch's key as a pki.keypool request: the current one's unless told another history."""
+    generation = spec.ca_generation if generation is None else generation
+    revoked = spec.revoked_names if revoked is None else revoked
+    return rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type, generation, revoked),
+                       spec.ca_key_type.rsa_bits)
 
 
 def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
@@ -129,6 +132,5 @@ def rsa_requests(seed: Seed, spec: PkiSpec) -> list[tuple[bytes, int]]:
     if spec.ca_key_type.is_rsa:
         labels = [(spec.ca_generation, names[:k]) for k in range(len(names) + 1)]
         labels += retired_labels(spec.ca_generation, names)
-        requests += [rsa_request(seed, ca_label(spec.subject, spec.ca_validity, spec.ca_key_type, g, r),
-                                 spec.ca_key_type.rsa_bits) for g, r in labels]
+        requests += [ca_key_request(seed, spec, g, r) for g, r in labels]
     return requests + server_key_requests(seed, spec)

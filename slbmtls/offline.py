@@ -122,10 +122,8 @@ class OfflineStack:
         """The CA, server and client material: the plan's own when a plan ran, else derived here."""
         if self._planned is not None:
             return self._planned.material
-        from pki.material import build_material
-
         config = self.config  # first: a bad seed is reported among the config's problems, as the program does
-        return build_material(self.seed, config.pki, today=today())
+        return self.material_for(config.pki)
 
     def material_for(self, spec: PkiSpec) -> PkiMaterial:
         """Other material from the same seed (e.g. the CA epoch before the last revocation)."""
